@@ -1,0 +1,160 @@
+// The whole configuration: every key, its type, its default and its limits, in one place.
+// README's "Configuration reference" is checked against this file by a test.
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+
+export const listenSchema = z.object({
+  proto: z.enum(['udp', 'tcp']),
+  host: z.string().min(1).default('0.0.0.0'),
+  port: port.default(5060),
+});
+
+export const amiBoxSchema = z.object({
+  name: z.string().min(1).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." and "-" only'),
+  host: z.string().min(1),
+  port: port.default(5038),
+  username: z.string().min(1),
+  secret: z.string().min(1),
+});
+
+export const configSchema = z.object({
+  log: z.object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+  }).prefault({}),
+
+  db: z.object({
+    url: z.string().regex(/^mysql:\/\//, 'must be a mysql://user:password@host:port/database URL').optional(),
+    poolSize: z.number().int().min(1).max(200).default(10),
+    connectTimeoutMs: positiveMs.default(5000),
+  }).prefault({}),
+
+  sip: z.object({
+    listen: z.array(listenSchema).min(1).default([{ proto: 'udp', host: '0.0.0.0', port: 5060 }, { proto: 'tcp', host: '0.0.0.0', port: 5060 }]),
+    /** Host put in Via and Record-Route; defaults to the listen address (or the first non-loopback address for 0.0.0.0). */
+    advertisedHost: z.string().min(1).optional(),
+    /** Extra names the gateway answers to (OPTIONS to these get 200; Route headers naming them are ours). */
+    domains: z.array(z.string().min(1)).default([]),
+    maxMessageSize: z.number().int().min(1024).max(65535).default(16384),
+    t1Ms: positiveMs.default(500),
+    t2Ms: positiveMs.default(4000),
+    t4Ms: positiveMs.default(5000),
+    /** Final-response timeout for a forwarded INVITE after the last provisional (Timer C / fr_inv_timer). */
+    inviteTimeoutMs: positiveMs.default(30000),
+    /** Time to wait for any response to a forwarded INVITE before failing over (fr_timer). */
+    noResponseTimeoutMs: positiveMs.default(4000),
+    tcpIdleTimeoutMs: positiveMs.default(120000),
+    maxForwards: z.number().int().min(1).max(255).default(70),
+    serverHeader: z.string().default('a2b-gateway'),
+  }).prefault({}),
+
+  auth: z.object({
+    realm: z.string().min(1).default('a2b-gateway'),
+    /** Signs nonces; every instance behind one address must share it. Required when digest auth is used. */
+    nonceSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+    nonceTtlSec: z.number().int().min(10).max(3600).default(300),
+    algorithms: z.array(z.enum(['SHA-256', 'MD5'])).min(1).default(['SHA-256', 'MD5']),
+    requireFromMatch: z.boolean().default(true),
+    credentialCacheSec: z.number().int().min(0).max(3600).default(60),
+    ipRefreshSec: z.number().int().min(1).max(86400).default(60),
+  }).prefault({}),
+
+  abuse: z.object({
+    pike: z.object({
+      enabled: z.boolean().default(true),
+      windowSec: z.number().int().min(1).default(2),
+      maxRequests: z.number().int().min(1).default(60),
+      banSec: z.number().int().min(1).default(300),
+    }).prefault({}),
+    authFailures: z.object({
+      enabled: z.boolean().default(true),
+      maxFailures: z.number().int().min(1).default(10),
+      windowSec: z.number().int().min(1).default(600),
+      banSec: z.number().int().min(1).default(3600),
+    }).prefault({}),
+    scannerUserAgents: z.array(z.string().min(1)).default(['friendly-scanner', 'sipvicious', 'sipcli', 'sip-scan', 'sundayddr', 'iWar', 'VaxSIPUserAgent', 'pplsip', 'SIPScan']),
+    /** What a banned source gets: nothing at all, or a 403. */
+    banAnswer: z.enum(['drop', '403']).default('drop'),
+    /** Sources never banned (CIDR or IP), e.g. the Asterisk boxes. */
+    whitelist: z.array(z.string().min(1)).default([]),
+  }).prefault({}),
+
+  dispatch: z.object({
+    /** Destination set used for new calls. */
+    setId: z.number().int().min(0).default(1),
+    /** Algorithm per set id; sets not listed use defaultAlgorithm. */
+    algorithms: z.record(z.string().regex(/^\d+$/, 'set ids are numbers'), z.enum(['hash-callid', 'hash-from', 'round-robin', 'weighted', 'priority', 'least-calls'])).default({}),
+    defaultAlgorithm: z.enum(['hash-callid', 'hash-from', 'round-robin', 'weighted', 'priority', 'least-calls']).default('hash-callid'),
+    probeIntervalSec: z.number().min(0.1).default(10),
+    probeTimeoutMs: positiveMs.default(2000),
+    probeFailThreshold: z.number().int().min(1).default(3),
+    probeOkThreshold: z.number().int().min(1).default(1),
+    failoverCodes: z.array(z.number().int().min(300).max(699)).default([408, 500, 502, 503, 504]),
+    retryAfterSec: z.number().int().min(0).default(30),
+    reloadSec: z.number().int().min(0).default(0),
+  }).prefault({}),
+
+  acc: z.object({
+    journalDir: z.string().min(1).default('./var/journal'),
+    batchSize: z.number().int().min(1).max(10000).default(500),
+    flushIntervalMs: positiveMs.default(200),
+    reportCancels: z.boolean().default(true),
+    logRecords: z.boolean().default(false),
+  }).prefault({}),
+
+  dialog: z.object({
+    defaultMaxLifetimeSec: z.number().int().min(1).default(10800),
+    stateDir: z.string().min(1).default('./var/dialogs'),
+  }).prefault({}),
+
+  billing: z.object({
+    creditCheck: z.boolean().default(true),
+    noCreditStatus: z.number().int().min(400).max(699).default(402),
+    maxCallsPerAccount: z.number().int().min(0).default(0),
+    /** Seconds kept back from the computed maximum so the BYE arrives before the money runs out. */
+    safetyMarginSec: z.number().int().min(0).default(0),
+  }).prefault({}),
+
+  ami: z.object({
+    boxes: z.array(amiBoxSchema).default([]),
+    pingIntervalMs: positiveMs.default(10000),
+    pingTimeoutMs: positiveMs.default(5000),
+    actionTimeoutMs: positiveMs.default(10000),
+    reconnectMinMs: positiveMs.default(500),
+    reconnectMaxMs: positiveMs.default(30000),
+  }).prefault({}),
+
+  reconcile: z.object({
+    enabled: z.boolean().default(true),
+    schedule: z.string().min(1).default('30 2 * * *'),
+    timezone: z.string().min(1).default('UTC'),
+    durationToleranceSec: z.number().int().min(0).default(2),
+    outputDir: z.string().min(1).default('./var/reports'),
+  }).prefault({}),
+
+  mgmt: z.object({
+    enabled: z.boolean().default(true),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(8080),
+    /** Required when host is not a loopback address. */
+    token: z.string().min(16, 'must be at least 16 characters').optional(),
+  }).prefault({}),
+}).superRefine((cfg, ctx) => {
+  const loopback = /^(127\.|::1$|localhost$)/;
+  if (cfg.mgmt.enabled && !loopback.test(cfg.mgmt.host) && !cfg.mgmt.token) {
+    ctx.addIssue({ code: 'custom', path: ['mgmt', 'token'], message: `is required when mgmt.host (${cfg.mgmt.host}) is not a loopback address` });
+  }
+  if (cfg.ami.reconnectMinMs > cfg.ami.reconnectMaxMs) {
+    ctx.addIssue({ code: 'custom', path: ['ami', 'reconnectMinMs'], message: 'must not exceed ami.reconnectMaxMs' });
+  }
+  const names = new Set<string>();
+  cfg.ami.boxes.forEach((b, i) => {
+    if (names.has(b.name)) ctx.addIssue({ code: 'custom', path: ['ami', 'boxes', i, 'name'], message: `duplicate box name "${b.name}"` });
+    names.add(b.name);
+  });
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
