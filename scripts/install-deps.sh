@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# System packages the tests and the demo use, from Debian's archive; npm packages from package-lock.json.
+# Idempotent and quiet when everything is there already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(mariadb-server mariadb-client)
+if [ "${A2B_DEMO_ONLY:-0}" != 1 ]; then
+  command -v sipsak >/dev/null 2>&1 || want+=(sipsak)
+  command -v chromium >/dev/null 2>&1 || want+=(chromium)
+fi
+if [ ${#want[@]} -gt 0 ]; then
+  echo "installing from Debian packages: ${want[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
