@@ -1,0 +1,51 @@
+// Composition helper for main.ts: dispatcher + DB store + OPTIONS prober, wired to the proxy's probe action.
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { ProxyActions } from '../proxy/hooks.js';
+import { type DispatchConfig, Dispatcher, type LoadSummary } from './dispatcher.js';
+import { Prober } from './prober.js';
+import { DispatcherStore, type Queryable } from './store.js';
+
+export { Dispatcher, type DispatchConfig, type LoadSummary } from './dispatcher.js';
+export { Prober } from './prober.js';
+export { DispatcherStore, readDispatcherRows } from './store.js';
+export { type DestState, type DestinationView, parseState, STATES } from './destination.js';
+export { ALGORITHMS, type Algorithm } from './algorithms.js';
+
+export interface DispatchStage {
+  dispatcher: Dispatcher;
+  store: DispatcherStore;
+  prober: Prober;
+  /** Loads gw_dispatcher (throws if the DB cannot be read), then starts probing and periodic reloads. */
+  start(): Promise<LoadSummary>;
+  stop(): void;
+}
+
+export function createDispatch(opts: {
+  config: DispatchConfig;
+  db: Queryable;
+  probe: ProxyActions['probe'];
+  log: Logger;
+  metrics?: Metrics;
+}): DispatchStage {
+  const log = opts.log.child({ module: 'dispatch' });
+  const dispatcher = new Dispatcher({ config: opts.config, log, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
+  const store = new DispatcherStore({ db: opts.db, dispatcher, log, reloadSec: opts.config.reloadSec, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
+  const prober = new Prober({ dispatcher, probe: opts.probe, intervalMs: Math.round(opts.config.probeIntervalSec * 1000), timeoutMs: opts.config.probeTimeoutMs, log });
+  opts.metrics?.setDispatcherSource(() => dispatcher.gaugeViews());
+  return {
+    dispatcher,
+    store,
+    prober,
+    async start() {
+      const summary = await store.reload();
+      prober.start();
+      store.start();
+      return summary;
+    },
+    stop() {
+      prober.stop();
+      store.stop();
+    },
+  };
+}
