@@ -62,6 +62,7 @@ export function isGwError(e: unknown, code?: ErrorCode): e is GwError {
 
 /** One line for a person: the message, and the cause's message when there is one. */
 export function describeError(e: unknown): string {
+  if (e instanceof GwError) return e.message; // its detail already says what the cause was
   if (e instanceof Error) {
     const cause = e.cause instanceof Error ? ` (${e.cause.message})` : '';
     return `${e.message}${cause}`;
