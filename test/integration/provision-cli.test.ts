@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,9 +6,9 @@ import { provision } from '../../src/cli/provision.js';
 import { createDb } from '../../src/db/pool.js';
 import { loadA2BillingFixture } from '../../src/devdb/fixture.js';
 import { createTestDb, dbRootUrl, withDatabase, type TestDb } from '../helpers/db.js';
+import { haveRealSchema, loadRealA2Billing } from '../helpers/real-a2billing.js';
 
 const run = promisify(execFile);
-const SHARED = join(import.meta.dirname, '..', '..', '..', 'shared', 'a2billing');
 
 async function freshFixtureDb(): Promise<TestDb> {
   return createTestDb({ migrate: false, fixture: false });
@@ -65,16 +64,11 @@ describe('a2b-gateway provision', () => {
     expect(stderr).toEqual(['a2b-gateway: cannot connect to the database: connection refused (mysql://root:***@127.0.0.1:1/a2billing): is MySQL/MariaDB running and listening there? [GW_ERR_DB_CONNECT]']);
   });
 
-  it.runIf(existsSync(SHARED))('provisions the complete real A2Billing schema (base 1.4.0 + every update to 2.3.0)', async () => {
+  // Runs when ../shared/a2billing is present (it is beside every clone here and in CI).
+  it.runIf(haveRealSchema)('provisions the complete real A2Billing schema (base 1.4.0 + every update to 2.3.0)', async () => {
     const t = await freshFixtureDb();
     dbs.push(t);
-    // The real scripts need the MySQL client (DELIMITER blocks) and a lax sql_mode, as their README says.
-    const files = ['a2billing-schema-v1.4.0.sql', ...readdirSync(SHARED).filter((f) => f.startsWith('UPDATE-')).sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))];
-    const sql = "SET SESSION sql_mode='';\n" + files.map((f) => readFileSync(join(SHARED, f), 'utf8')).join('\n;\n');
-    const u = new URL(dbRootUrl());
-    const { spawnSync } = await import('node:child_process');
-    const r = spawnSync('mariadb', ['--no-defaults', '-h', u.hostname, '-P', u.port, '-u', 'root', t.name], { input: sql, encoding: 'utf8', maxBuffer: 1 << 26 });
-    expect(r.stderr).toBe('');
+    loadRealA2Billing(dbRootUrl(), t.name);
     const lines: string[] = [];
     await provision({ db: t.url, out: (l) => lines.push(l) });
     const gw = createDb({ url: withDatabase(dbRootUrl(), t.name), poolSize: 1 });
