@@ -59,6 +59,10 @@ export const configSchema = z.object({
     requireFromMatch: z.boolean().default(true),
     credentialCacheSec: z.number().int().min(0).max(3600).default(60),
     ipRefreshSec: z.number().int().min(1).max(86400).default(60),
+    /** `address` groups (grp) that count for IP authentication; empty = every group. */
+    ipGroups: z.array(z.number().int().min(0)).default([]),
+    /** Longest wait for a credentials lookup before the caller gets "cannot verify now" (503). */
+    dbTimeoutMs: positiveMs.default(2000),
   }).prefault({}),
 
   abuse: z.object({
