@@ -111,6 +111,12 @@ export const configSchema = z.object({
   dialog: z.object({
     defaultMaxLifetimeSec: z.number().int().min(1).default(10800),
     stateDir: z.string().min(1).default('./var/dialogs'),
+    /** Names this gateway's dialogs in gw_dialog, so instances sharing one database restore only their own. */
+    instance: z.string().min(1).max(64).default('default'),
+    /** Batching interval of gw_dialog writes (the local state file is written within ~10 ms of an answer). */
+    dbFlushMs: positiveMs.default(200),
+    /** Debounce of CSeq bookkeeping writes (state file and gw_dialog); restored CSeqs are bumped to cover the gap. */
+    cseqFlushMs: positiveMs.default(1000),
   }).prefault({}),
 
   billing: z.object({
@@ -119,6 +125,18 @@ export const configSchema = z.object({
     maxCallsPerAccount: z.number().int().min(0).default(0),
     /** Seconds kept back from the computed maximum so the BYE arrives before the money runs out. */
     safetyMarginSec: z.number().int().min(0).default(0),
+    /** Answer when the dialled number has no rate in the card's tariff group. */
+    noRateStatus: z.number().int().min(400).max(699).default(404),
+    /** Answer when the account already has its maximum of simultaneous calls. */
+    limitStatus: z.number().int().min(400).max(699).default(403),
+    /** Also allow a single call per card when cc_card.simultaccess is not 1 (A2Billing's "individual access"). */
+    honourSimultaccess: z.boolean().default(false),
+    /** Longest wait for the credit lookup; past it the call is refused with 503 (never admitted unchecked). */
+    dbTimeoutMs: positiveMs.default(2000),
+    /** Timezone of A2Billing's rate-card week windows (starttime/endtime, minutes since Monday 00:00). */
+    timezone: z.string().min(1).default('UTC'),
+    /** A call slot not answered, failed or released within this time is freed (leak guard). */
+    setupTimeoutSec: z.number().int().min(10).default(600),
   }).prefault({}),
 
   ami: z.object({
