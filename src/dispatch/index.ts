@@ -2,6 +2,7 @@
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { ProxyActions } from '../proxy/hooks.js';
+import type { DestState } from './destination.js';
 import { type DispatchConfig, Dispatcher, type LoadSummary } from './dispatcher.js';
 import { Prober } from './prober.js';
 import { DispatcherStore, type Queryable } from './store.js';
@@ -19,6 +20,21 @@ export interface DispatchStage {
   /** Loads gw_dispatcher (throws if the DB cannot be read), then starts probing and periodic reloads. */
   start(): Promise<LoadSummary>;
   stop(): void;
+}
+
+/**
+ * The dispatcher provider for the management server (MgmtActions['dispatcher']): list, and set a state,
+ * optionally persisted to gw_dispatcher (`persist: true`) so it survives reloads and restarts.
+ */
+export function dispatcherMgmtProvider(stage: Pick<DispatchStage, 'dispatcher' | 'store'>) {
+  return {
+    list: () => stage.dispatcher.list(),
+    async setState(id: string, state: DestState, opts: { persist: boolean }) {
+      const view = stage.dispatcher.setState(id, state);
+      if (view && opts.persist) await stage.store.persistState(id, state);
+      return view;
+    },
+  };
 }
 
 export function createDispatch(opts: {
