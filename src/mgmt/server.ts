@@ -127,11 +127,12 @@ export class MgmtServer {
     let reply: Reply;
     let headers: Record<string, string> = {};
     try {
-      this.authorize(req);
       const path = new URL(req.url ?? '/', 'http://mgmt').pathname;
       const found = this.match(path);
-      if (!found) throw new HttpError(404, `no such endpoint: ${req.method} ${path}`);
-      template = found.route.template;
+      if (found) template = found.route.template;
+      // Authentication before anything else is revealed (404/405 included).
+      this.authorize(req);
+      if (!found) throw new HttpError(404, `no such endpoint: ${req.method} ${truncate(path)}`);
       const handler = found.route.methods[req.method ?? ''];
       if (!handler) {
         const allow = Object.keys(found.route.methods).join(', ');
