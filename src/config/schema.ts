@@ -106,6 +106,12 @@ export const configSchema = z.object({
     flushIntervalMs: positiveMs.default(200),
     reportCancels: z.boolean().default(true),
     logRecords: z.boolean().default(false),
+    /** 'batch': fdatasync every journal append before the INSERT (survives power loss); 'none': OS page cache (survives a process crash). */
+    fsync: z.enum(['batch', 'none']).default('batch'),
+    /** An INSERT slower than this counts as failed; the journal keeps the rows and replays them. */
+    writeTimeoutMs: positiveMs.default(10000),
+    /** Records held in memory when the journal cannot be written either; beyond this they are dropped (counted). */
+    maxQueue: z.number().int().min(1000).default(200000),
   }).prefault({}),
 
   dialog: z.object({

@@ -1,0 +1,622 @@
+// A batched, journaled record writer: the caller's enqueue() is synchronous and O(1) and never throws; rows
+// reach MySQL as multi-row INSERT IGNORE statements off the call path, and no record is lost when MySQL is
+// slow, down, or the process dies.
+//
+// Write-ahead: every record is appended to the stream's on-disk journal BEFORE it is sent to MySQL (group
+// commit: one write + one fdatasync per batch, not per record). The journal is the queue of truth:
+//   memory (≤ flushIntervalMs or batchSize) → journal segment (append, fsync) → multi-row INSERT → segment
+//   deleted once every row in it is committed and it is full (segmentMaxBytes) or the writer closes.
+// When MySQL fails or is slower than writeTimeoutMs, records keep going to the journal (memory stays small)
+// and one serial loop replays the journal oldest-first, batch by batch, with exponential backoff; the unique
+// key of each table (rec_key, or AMI's (box, uniqueid, sequence)) makes a replayed row that already landed a
+// no-op, so each record is in the table exactly once even when a timed-out INSERT committed after all.
+// Segments left by a crash are found at start and replayed before anything newer (order is preserved:
+// segments by number, lines in file order, memory last).
+//
+// fsync policy: 'batch' (default) fdatasyncs each journal append before the batch is sent to MySQL, and the
+// directory when a segment is created: a power cut loses only records still in memory (< flushIntervalMs).
+// 'none' leaves flushing to the OS: a process crash loses nothing (the page cache survives), a power cut may
+// lose the last few seconds.
+//
+// A row MySQL rejects as data (not as an outage) would otherwise block the stream forever: such a batch is
+// retried row by row and the rows MySQL still refuses go to dead-letter.jsonl in the stream directory
+// (counted, logged), so one bad record cannot stop the others.
+import { constants as fsConstants } from 'node:fs';
+import { access, appendFile, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Db } from '../db/pool.js';
+import { batchInsertSql } from '../db/queries/store.js';
+import { GwError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { encodeLine, parseSegment, segmentName, segmentSeq, type SegmentHeader } from './journal.js';
+import type { Row, TableSpec } from './spec.js';
+
+export type FsyncPolicy = 'batch' | 'none';
+
+export interface BatchWriterOptions<R> {
+  /** Stream name: metrics label `writer` and the journal sub-directory (acc, missed, cdr, ami, ...). */
+  name: string;
+  spec: TableSpec<R>;
+  db: Db;
+  /** Parent journal directory; this writer uses <journalDir>/<name>/. */
+  journalDir: string;
+  log: Logger;
+  metrics?: Metrics;
+  /** Rows per INSERT; a full batch in memory is written at once. Default 500. */
+  batchSize?: number;
+  /** Longest time a record waits in memory before it is journaled and written. Default 200. */
+  flushIntervalMs?: number;
+  fsync?: FsyncPolicy;
+  /** An INSERT slower than this counts as a failure (the journal keeps the rows). Default 10000. */
+  writeTimeoutMs?: number;
+  /** Backoff between attempts while MySQL fails: doubles from min to max. Defaults 250 / 15000. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** Records held in memory when even the journal cannot be written; beyond this they are dropped (counted). Default 200000. */
+  maxQueue?: number;
+  /** A segment is closed (and deleted once committed) past this size. Default 4 MiB. */
+  segmentMaxBytes?: number;
+}
+
+export interface WriterStats {
+  name: string;
+  table: string;
+  /** Records in memory, not yet journaled. */
+  queued: number;
+  /** Records in the journal not yet confirmed by MySQL. */
+  journalRecords: number;
+  /** Bytes of journal segment files on disk. */
+  journalBytes: number;
+  journalSegments: number;
+  /** Rows sent in successful INSERTs (including replays MySQL ignored as duplicates). */
+  written: number;
+  /** Rows MySQL ignored because the key was already there (replays after a crash or a timed-out INSERT). */
+  duplicates: number;
+  batches: number;
+  /** Failed INSERT attempts (outages, timeouts). */
+  writeErrors: number;
+  /** Failed journal writes (disk full, I/O error). */
+  journalErrors: number;
+  /** Damaged journal lines skipped at replay (torn final write after a crash, corruption). */
+  corruptLines: number;
+  /** Rows MySQL refused as data, kept in dead-letter.jsonl. */
+  deadLetters: number;
+  /** Records refused at enqueue (row mapper threw, writer closed). */
+  rejected: number;
+  /** Records dropped because memory was full while the journal could not be written. */
+  dropped: number;
+  /** False while MySQL is failing. */
+  dbUp: boolean;
+  lastError: string | undefined;
+}
+
+export interface BatchWriter<R> {
+  readonly name: string;
+  /** Queues one record. Synchronous, O(1), never throws, never waits for I/O. */
+  enqueue(record: R): void;
+  /** Writes what is queued now; resolves when it is committed or (MySQL failing) safely journaled. */
+  flush(): Promise<void>;
+  stats(): WriterStats;
+  /** Stops the timer, tries to commit everything (up to timeoutMs, default 5000), journals whatever is left. */
+  close(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+interface Segment {
+  seq: number;
+  path: string;
+  header: SegmentHeader;
+  /** Records in the file (good lines). */
+  count: number;
+  /** Records [0, committed) are confirmed by MySQL. */
+  committed: number;
+  bytes: number;
+  /** The rows when held in memory (the active segment, or the one being replayed); null → read from disk. */
+  rows: Row[] | null;
+  /** Open for appends (only the active segment). */
+  fh: FileHandle | null;
+  sealed: boolean;
+}
+
+// Errors that mean "this row is bad", not "the database is unavailable". Everything else is retried.
+const ROW_ERRORS = new Set([
+  'ER_DATA_TOO_LONG', 'ER_TRUNCATED_WRONG_VALUE', 'ER_TRUNCATED_WRONG_VALUE_FOR_FIELD', 'ER_BAD_NULL_ERROR',
+  'ER_WARN_DATA_OUT_OF_RANGE', 'ER_NO_DEFAULT_FOR_FIELD', 'ER_WRONG_VALUE_COUNT_ON_ROW', 'ER_WARN_NULL_TO_NOTNULL',
+  'ER_INVALID_CHARACTER_STRING', 'ER_CANNOT_CONVERT_STRING', 'ER_WRONG_VALUE', 'ER_CHECK_CONSTRAINT_VIOLATED',
+]);
+
+function isRowError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && ROW_ERRORS.has(code);
+}
+
+const DOWN_LOG_EVERY_MS = 60_000;
+
+class Writer<R> implements BatchWriter<R> {
+  readonly name: string;
+  private readonly spec: TableSpec<R>;
+  private readonly header: SegmentHeader;
+  private readonly dir: string;
+  private readonly db: Db;
+  private readonly log: Logger;
+  private readonly metrics: Metrics | undefined;
+  private readonly batchSize: number;
+  private readonly flushIntervalMs: number;
+  private readonly fsync: FsyncPolicy;
+  private readonly writeTimeoutMs: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+  private readonly maxQueue: number;
+  private readonly segmentMaxBytes: number;
+
+  // Memory queue: rows[head..] are pending (head index keeps shift O(1)).
+  private mem: Row[] = [];
+  private head = 0;
+  private segments: Segment[] = [];
+  private active: Segment | null = null;
+  private nextSeq = 1;
+
+  private timer: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | null = null;
+  private again = false;
+  private journalLock: Promise<void> = Promise.resolve();
+  private journalBrokenUntil = 0;
+  private retryAt = 0;
+  private backoffMs: number;
+  private closing = false;
+  private closed = false;
+  private closeDeadline = Infinity;
+  private downSince = 0;
+  private lastDownLog = 0;
+  private sqlCache = new Map<string, string>();
+
+  private st = {
+    written: 0, duplicates: 0, batches: 0, writeErrors: 0, journalErrors: 0, corruptLines: 0,
+    deadLetters: 0, rejected: 0, dropped: 0, lastError: undefined as string | undefined,
+  };
+
+  constructor(o: BatchWriterOptions<R>) {
+    this.name = o.name;
+    this.spec = o.spec;
+    this.header = { v: 1, table: o.spec.table, columns: [...o.spec.columns], keyColumns: [...o.spec.keyColumns], onDuplicate: o.spec.onDuplicate ?? 'ignore' };
+    this.dir = join(o.journalDir, o.name);
+    this.db = o.db;
+    this.log = o.log.child({ writer: o.name });
+    this.metrics = o.metrics;
+    this.batchSize = o.batchSize ?? 500;
+    this.flushIntervalMs = o.flushIntervalMs ?? 200;
+    this.fsync = o.fsync ?? 'batch';
+    this.writeTimeoutMs = o.writeTimeoutMs ?? 10_000;
+    this.retryMinMs = o.retryMinMs ?? 250;
+    this.retryMaxMs = o.retryMaxMs ?? 15_000;
+    this.maxQueue = o.maxQueue ?? 200_000;
+    this.segmentMaxBytes = o.segmentMaxBytes ?? 4 * 1024 * 1024;
+    this.backoffMs = this.retryMinMs;
+  }
+
+  // ---- start-up: adopt segments left by a previous run ----
+
+  async open(): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+      await access(this.dir, fsConstants.W_OK | fsConstants.R_OK);
+    } catch (e) {
+      throw new GwError('GW_ERR_JOURNAL', `journal directory ${this.dir} is not usable: ${describeError(e)}`, { cause: e });
+    }
+    const names = (await readdir(this.dir)).map((n) => ({ n, seq: segmentSeq(n) })).filter((x): x is { n: string; seq: number } => x.seq !== undefined);
+    names.sort((a, b) => a.seq - b.seq);
+    for (const { n, seq } of names) {
+      this.nextSeq = Math.max(this.nextSeq, seq + 1);
+      const path = join(this.dir, n);
+      const text = await readFile(path, 'utf8');
+      const parsed = parseSegment(text);
+      if (parsed.bad > 0) {
+        this.st.corruptLines += parsed.bad;
+        this.log.warn({ file: path, skipped: parsed.bad, torn: parsed.torn, kept: parsed.rows.length }, 'journal: damaged lines skipped');
+      }
+      if (!parsed.header) {
+        if (text.length > 0) {
+          // Rows cannot be placed without their header: keep the file for a person, out of the replay path.
+          await rename(path, `${path}.bad`);
+          this.log.error({ file: `${path}.bad` }, 'journal: segment header damaged; file set aside');
+        } else {
+          await unlink(path);
+        }
+        continue;
+      }
+      if (parsed.rows.length === 0) {
+        await unlink(path);
+        continue;
+      }
+      this.segments.push({ seq, path, header: parsed.header, count: parsed.rows.length, committed: 0, bytes: Buffer.byteLength(text), rows: null, fh: null, sealed: true });
+    }
+    if (this.segments.length > 0) {
+      this.log.info({ segments: this.segments.length, records: this.journalRecords() }, 'journal: replaying records left by a previous run');
+    }
+    this.timer = setInterval(() => this.tick(), this.flushIntervalMs);
+    this.timer.unref();
+    this.gauges();
+    if (this.segments.length > 0) this.kick();
+  }
+
+  // ---- the caller's side ----
+
+  enqueue(record: R): void {
+    if (this.closed) {
+      this.st.rejected++;
+      this.log.error({ table: this.spec.table }, 'record enqueued after close: not written');
+      return;
+    }
+    let row: Row;
+    try {
+      row = this.spec.toRow(record);
+    } catch (e) {
+      this.st.rejected++;
+      this.log.error({ err: describeError(e), record: record as unknown }, 'record rejected by the row mapper');
+      return;
+    }
+    if (this.mem.length - this.head >= this.maxQueue) {
+      this.st.dropped++;
+      if (this.st.dropped === 1 || this.st.dropped % 1000 === 0) {
+        this.log.error({ dropped: this.st.dropped, record: row }, 'memory queue full and journal not writable: record dropped');
+      }
+      return;
+    }
+    this.mem.push(row);
+    if (this.mem.length - this.head >= this.batchSize) this.kick();
+  }
+
+  async flush(): Promise<void> {
+    this.kick();
+    while (this.loop) await this.loop;
+  }
+
+  stats(): WriterStats {
+    let bytes = 0;
+    for (const s of this.segments) bytes += s.bytes;
+    return {
+      name: this.name, table: this.spec.table, queued: this.mem.length - this.head, journalRecords: this.journalRecords(),
+      journalBytes: bytes, journalSegments: this.segments.length, written: this.st.written, duplicates: this.st.duplicates,
+      batches: this.st.batches, writeErrors: this.st.writeErrors, journalErrors: this.st.journalErrors,
+      corruptLines: this.st.corruptLines, deadLetters: this.st.deadLetters, rejected: this.st.rejected, dropped: this.st.dropped,
+      dbUp: this.downSince === 0, lastError: this.st.lastError,
+    };
+  }
+
+  async close(opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.closing) {
+      while (this.loop) await this.loop;
+      return;
+    }
+    this.closing = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.closeDeadline = Date.now() + (opts.timeoutMs ?? 5000);
+    while (this.loop) await this.loop;
+    this.retryAt = 0; // one last attempt even inside a backoff
+    this.journalBrokenUntil = 0;
+    this.kick();
+    while (this.loop) await this.loop;
+    this.closed = true;
+    // Whatever MySQL did not take is in the journal for the next start (or, journal broken, lost: say so).
+    await this.journalMemory();
+    const left = this.mem.length - this.head;
+    if (left > 0) this.log.error({ lost: left }, 'close: records could be written neither to MySQL nor to the journal');
+    for (const s of [...this.segments]) {
+      if (s.fh) {
+        await s.fh.close().catch(() => undefined);
+        s.fh = null;
+      }
+      s.sealed = true;
+      if (s.committed >= s.count) await this.dropSegment(s);
+    }
+    this.active = null;
+    const st = this.stats();
+    if (st.journalRecords > 0) this.log.warn({ journalRecords: st.journalRecords }, 'close: records left in the journal; replayed at next start');
+    this.gauges();
+  }
+
+  // ---- the loop ----
+
+  private tick(): void {
+    const now = Date.now();
+    if (this.mem.length > this.head || (this.journalRecords() > 0 && now >= this.retryAt)) this.kick();
+    // While an INSERT hangs, keep moving memory to disk so a slow MySQL never grows the heap.
+    if (this.loop && this.mem.length > this.head) {
+      this.journalMemory().catch((e: unknown) => this.log.error({ err: describeError(e) }, 'journal: append failed'));
+    }
+  }
+
+  private kick(): void {
+    if (this.loop) {
+      this.again = true;
+      return;
+    }
+    this.loop = this.run()
+      .catch((e: unknown) => {
+        this.log.error({ err: describeError(e) }, 'writer loop failed; will retry');
+        this.retryAt = Date.now() + this.retryMinMs;
+      })
+      .finally(() => {
+        this.loop = null;
+        this.gauges();
+        if (this.again && !this.closed) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async run(): Promise<void> {
+    this.again = false;
+    for (;;) {
+      await this.journalMemory();
+      if (this.closing && Date.now() >= this.closeDeadline) return;
+      if (Date.now() < this.retryAt) return;
+      const seg = this.segments.find((s) => s.committed < s.count);
+      if (seg) {
+        if (!(await this.writeFromSegment(seg))) return;
+        continue;
+      }
+      // Journal unusable: write memory straight to MySQL (after the journal backlog, so order holds).
+      if (this.mem.length > this.head && Date.now() < this.journalBrokenUntil) {
+        const rows = this.mem.slice(this.head, this.head + this.batchSize);
+        if (!(await this.insert(this.header, rows))) return;
+        this.takeMem(rows.length);
+        continue;
+      }
+      return;
+    }
+  }
+
+  private async writeFromSegment(seg: Segment): Promise<boolean> {
+    if (!seg.rows) {
+      try {
+        const parsed = parseSegment(await readFile(seg.path, 'utf8'));
+        seg.rows = parsed.rows;
+        // A write torn by an I/O error may have left more (or fewer) good lines than were counted.
+        seg.count = parsed.rows.length;
+      } catch (e) {
+        this.st.journalErrors++;
+        this.st.lastError = describeError(e);
+        this.log.error({ err: this.st.lastError, file: seg.path }, 'journal: cannot read segment; will retry');
+        this.retryAt = Date.now() + this.retryMaxMs;
+        return false;
+      }
+      if (seg.committed >= seg.count) {
+        if (seg.sealed) await this.dropSegment(seg);
+        return true;
+      }
+    }
+    const rows = seg.rows.slice(seg.committed, seg.committed + this.batchSize);
+    if (!(await this.insert(seg.header, rows))) return false;
+    seg.committed += rows.length;
+    if (seg.committed >= seg.count) {
+      if (seg.sealed) await this.dropSegment(seg);
+      else if (seg.bytes >= this.segmentMaxBytes) await this.withJournal(() => this.seal(seg, true));
+    }
+    return true;
+  }
+
+  /** One multi-row INSERT. True when MySQL has the rows (or they went to the dead-letter file). */
+  private async insert(h: SegmentHeader, rows: Row[]): Promise<boolean> {
+    try {
+      const affected = await this.query(h, rows);
+      this.wrote(rows.length, affected, h);
+      return true;
+    } catch (e) {
+      if (isRowError(e)) return this.insertOneByOne(h, rows);
+      this.failed(e);
+      return false;
+    }
+  }
+
+  private async insertOneByOne(h: SegmentHeader, rows: Row[]): Promise<boolean> {
+    for (const row of rows) {
+      try {
+        this.wrote(1, await this.query(h, [row]), h);
+      } catch (e) {
+        if (!isRowError(e)) {
+          this.failed(e);
+          return false; // the whole batch is retried; rows already in are ignored as duplicates
+        }
+        try {
+          await appendFile(join(this.dir, 'dead-letter.jsonl'), `${JSON.stringify({ at: new Date().toISOString(), table: h.table, columns: h.columns, row, error: describeError(e) })}\n`);
+        } catch (e2) {
+          this.failed(e2);
+          return false;
+        }
+        this.st.deadLetters++;
+        this.log.error({ table: h.table, row, err: describeError(e) }, 'row refused by MySQL: kept in dead-letter.jsonl');
+      }
+    }
+    return true;
+  }
+
+  private async query(h: SegmentHeader, rows: Row[]): Promise<number> {
+    const key = `${rows.length}|${h.table}|${h.onDuplicate}|${h.columns.join(',')}`;
+    let sql = this.sqlCache.get(key);
+    if (!sql) {
+      sql = batchInsertSql(h.table, h.columns, h.keyColumns, rows.length, h.onDuplicate);
+      if (this.sqlCache.size > 64) this.sqlCache.clear();
+      this.sqlCache.set(key, sql);
+    }
+    const values: unknown[] = [];
+    for (const r of rows) for (const v of r) values.push(v);
+    const timeout = this.closing ? Math.max(100, Math.min(this.writeTimeoutMs, this.closeDeadline - Date.now())) : this.writeTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const res = await Promise.race([
+        this.db.query({ sql, values, timeout }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`INSERT took longer than ${timeout} ms`), { code: 'WRITE_TIMEOUT' })), timeout + 250);
+        }),
+      ]);
+      const header = res[0] as { affectedRows?: number };
+      return header.affectedRows ?? rows.length;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private wrote(n: number, affected: number, h: SegmentHeader): void {
+    this.st.written += n;
+    this.st.batches++;
+    if (h.onDuplicate === 'ignore' && affected < n) this.st.duplicates += n - affected;
+    this.metrics?.dbWriteBatches.inc({ writer: this.name, result: 'ok' });
+    this.metrics?.dbWriteRows.inc({ writer: this.name }, n);
+    this.backoffMs = this.retryMinMs;
+    if (this.downSince !== 0) {
+      this.log.info({ downMs: Date.now() - this.downSince, journalRecords: this.journalRecords() }, 'MySQL writes succeed again; replaying the journal');
+      this.downSince = 0;
+    }
+  }
+
+  private failed(e: unknown): void {
+    const now = Date.now();
+    this.st.writeErrors++;
+    this.st.lastError = describeError(e);
+    this.metrics?.dbWriteBatches.inc({ writer: this.name, result: 'error' });
+    this.retryAt = now + this.backoffMs;
+    this.backoffMs = Math.min(this.retryMaxMs, this.backoffMs * 2);
+    if (this.downSince === 0) {
+      this.downSince = now;
+      this.lastDownLog = now;
+      this.log.warn({ err: this.st.lastError, code: (e as { code?: unknown }).code }, 'MySQL write failed; records stay in the journal and are retried');
+    } else if (now - this.lastDownLog >= DOWN_LOG_EVERY_MS) {
+      this.lastDownLog = now;
+      this.log.warn({ err: this.st.lastError, downMs: now - this.downSince, journalRecords: this.journalRecords() }, 'MySQL still failing');
+    }
+  }
+
+  // ---- journal ----
+
+  private withJournal<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.journalLock.then(fn);
+    this.journalLock = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /** Appends everything in memory to the active segment (one write, one fdatasync). */
+  private journalMemory(): Promise<void> {
+    return this.withJournal(async () => {
+      const n = this.mem.length - this.head;
+      if (n === 0 || Date.now() < this.journalBrokenUntil) return;
+      const rows = this.mem.slice(this.head, this.head + n);
+      let seg = this.active;
+      let text = '';
+      try {
+        if (!seg) seg = await this.newSegment();
+        if (seg.count === 0 && seg.bytes === 0) text += encodeLine(seg.header);
+        for (const r of rows) text += encodeLine(r);
+        await seg.fh!.write(text);
+        if (this.fsync === 'batch') await seg.fh!.datasync();
+      } catch (e) {
+        this.st.journalErrors++;
+        this.st.lastError = describeError(e);
+        this.journalBrokenUntil = Date.now() + this.retryMaxMs;
+        this.log.error({ err: this.st.lastError, dir: this.dir }, 'journal write failed; writing to MySQL directly until it works again');
+        // A failed append may have left part of a line: never append after it.
+        if (seg) await this.seal(seg, false).catch(() => undefined);
+        return;
+      }
+      seg.bytes += Buffer.byteLength(text);
+      seg.count += rows.length;
+      if (seg.rows) for (const r of rows) seg.rows.push(r);
+      this.takeMem(rows.length);
+      if (seg.bytes >= this.segmentMaxBytes) await this.seal(seg, seg.committed >= seg.count);
+      this.gauges();
+    });
+  }
+
+  private async newSegment(): Promise<Segment> {
+    const seq = this.nextSeq++;
+    const path = join(this.dir, segmentName(seq));
+    const fh = await open(path, 'ax');
+    if (this.fsync === 'batch') {
+      // Make the new file's directory entry durable too.
+      const d = await open(this.dir, 'r');
+      await d.sync().catch(() => undefined);
+      await d.close();
+    }
+    const seg: Segment = { seq, path, header: this.header, count: 0, committed: 0, bytes: 0, rows: [], fh, sealed: false };
+    this.segments.push(seg);
+    this.active = seg;
+    return seg;
+  }
+
+  /** No more appends to this segment; delete it when every row is committed. Call under the journal lock. */
+  private async seal(seg: Segment, dropIfDone: boolean): Promise<void> {
+    if (this.active === seg) this.active = null;
+    seg.sealed = true;
+    if (seg.fh) {
+      const fh = seg.fh;
+      seg.fh = null;
+      await fh.close().catch(() => undefined);
+    }
+    // count 0: nothing of it was acknowledged (a failed first append); its rows are still in memory.
+    if (seg.count === 0 || (dropIfDone && seg.committed >= seg.count)) {
+      await this.dropSegment(seg);
+      return;
+    }
+    // Keep rows in memory only for the segment being replayed; others are re-read when their turn comes.
+    if (this.segments.find((s) => s.committed < s.count) !== seg) seg.rows = null;
+    // If the file on disk holds a different number of lines than counted (torn append), re-read it at replay.
+    const size = await stat(seg.path).then((s) => s.size, () => seg.bytes);
+    if (size !== seg.bytes) {
+      seg.bytes = size;
+      seg.rows = null;
+    }
+  }
+
+  private async dropSegment(seg: Segment): Promise<void> {
+    const i = this.segments.indexOf(seg);
+    if (i >= 0) this.segments.splice(i, 1);
+    if (this.active === seg) this.active = null;
+    if (seg.fh) {
+      await seg.fh.close().catch(() => undefined);
+      seg.fh = null;
+    }
+    await unlink(seg.path).catch((e: unknown) => {
+      if ((e as { code?: string }).code !== 'ENOENT') this.log.error({ err: describeError(e), file: seg.path }, 'journal: cannot delete a committed segment');
+    });
+    this.gauges();
+  }
+
+  private takeMem(n: number): void {
+    this.head += n;
+    if (this.head === this.mem.length) {
+      this.mem = [];
+      this.head = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.mem.length) {
+      this.mem = this.mem.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private journalRecords(): number {
+    let n = 0;
+    for (const s of this.segments) n += s.count - s.committed;
+    return n;
+  }
+
+  private gauges(): void {
+    const m = this.metrics;
+    if (!m) return;
+    const s = this.stats();
+    m.dbWriteQueueDepth.set({ writer: this.name }, s.queued);
+    m.journalRecords.set({ writer: this.name }, s.journalRecords);
+    m.journalBytes.set({ writer: this.name }, s.journalBytes);
+  }
+}
+
+/**
+ * Opens a writer: creates <journalDir>/<name>/, adopts segments left by an earlier run (they are replayed
+ * first, in order) and starts the flush timer. Throws GW_ERR_JOURNAL only when the directory is unusable;
+ * MySQL being down at start is fine (records wait in the journal).
+ */
+export async function openBatchWriter<R>(opts: BatchWriterOptions<R>): Promise<BatchWriter<R>> {
+  const w = new Writer(opts);
+  await w.open();
+  return w;
+}
