@@ -1,0 +1,240 @@
+// Credit-based authorisation, what cgrates_auth gives OpenSIPS, from A2Billing's own tables: is the card
+// active, does the dialled number have a rate, how long may the call last, and does the account still have
+// a free call slot. Credit is read fresh for every call (one indexed round trip, never cached): A2Billing
+// debits the card when a call ends, so a card emptied a second ago is refused at once.
+import type { Config } from '../config/schema.js';
+import type { Db } from '../db/pool.js';
+import * as Q from '../db/queries/billing.js';
+import type { Logger } from '../log.js';
+import type { Authenticated, AuthorizeDecision, CallEvent, RequestFacts } from '../proxy/hooks.js';
+import {
+  applicableRates, availableCredit, budgetSeconds, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
+  tighter, weekMinuteClock, type Budget, type RateCandidate,
+} from './rating.js';
+import { CallSlots } from './slots.js';
+
+export interface BillingOptions {
+  billing: Config['billing'];
+  /** The dialog lifetime bounds how long an answered call may hold its slot. */
+  dialog: Pick<Config['dialog'], 'defaultMaxLifetimeSec'>;
+  /** Required when billing.creditCheck is true. */
+  db?: Db;
+  log: Logger;
+  /** Clock (ms since epoch), for tests. */
+  now?: () => number;
+}
+
+/** What the rating found for one account and number, before any slot is taken. */
+export type Quote =
+  | { kind: 'ok'; cardId: number; available: string; maxDurationSec: number | undefined; prefix: string; ratePerMin: string }
+  | { kind: 'no-card' }
+  | { kind: 'inactive'; cardId: number; status: number }
+  | { kind: 'no-rate'; cardId: number }
+  | { kind: 'no-credit'; cardId: number; available: string }
+  | { kind: 'db-error'; message: string };
+
+interface Row {
+  card_id: number;
+  status: number;
+  credit: string | number;
+  typepaid: number | null;
+  creditlimit: string | number | null;
+  tariff: number | null;
+  simultaccess: number | null;
+  rate_id: number | null;
+  plan_id: number | null;
+  dialprefix: string | null;
+  rateinitial: string | number | null;
+  initblock: number | null;
+  billingblock: number | null;
+  connectcharge: string | number | null;
+  disconnectcharge: string | number | null;
+  start_ts: string | number | null;
+  stop_ts: string | number | null;
+  starttime: number | null;
+  endtime: number | null;
+  plan_start_ts: string | number | null;
+  plan_stop_ts: string | number | null;
+}
+
+const REASONS: Record<number, string> = {
+  402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 480: 'Temporarily Unavailable', 486: 'Busy Here',
+  488: 'Not Acceptable Here', 503: 'Service Unavailable', 603: 'Decline',
+};
+const reasonFor = (status: number, fallback: string) => REASONS[status] ?? fallback;
+
+const num = (v: string | number | null | undefined, dflt: number) => {
+  if (v === null || v === undefined) return dflt;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : dflt;
+};
+
+export class Billing {
+  private readonly cfg: Config['billing'];
+  private readonly db: Db | undefined;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly weekMinute: (ms: number) => number;
+  readonly slots: CallSlots;
+
+  constructor(opts: BillingOptions) {
+    this.cfg = opts.billing;
+    this.db = opts.db;
+    this.log = opts.log;
+    this.now = opts.now ?? Date.now;
+    this.weekMinute = weekMinuteClock(opts.billing.timezone);
+    if (this.cfg.creditCheck && !this.db) throw new TypeError('Billing: a database is required when billing.creditCheck is on');
+    this.slots = new CallSlots({
+      setupTimeoutMs: this.cfg.setupTimeoutSec * 1000,
+      answeredTimeoutMs: (opts.dialog.defaultMaxLifetimeSec + 300) * 1000,
+      onLeak: (s) => this.log.warn(s, 'call slot freed by its deadline (no release, failed or ended seen)'),
+    });
+  }
+
+  /**
+   * The authorize hook: refuses (402 no credit, 404 no rate, 403 inactive card or call limit, 503 database
+   * unreachable) or admits with the maximum duration and a release() that frees the call slot.
+   */
+  async authorize(facts: Pick<RequestFacts, 'callId' | 'ruriUser'>, auth: Authenticated): Promise<AuthorizeDecision> {
+    const account = auth.accountcode;
+    const globalLimit = this.cfg.maxCallsPerAccount;
+    // Cheap refusal before any database work when the account is already at the configured limit.
+    if (globalLimit > 0 && this.slots.count(account) >= globalLimit) return this.limitReject(facts.callId, account);
+
+    if (!this.cfg.creditCheck) {
+      const release = this.slots.tryAcquire(facts.callId, account, globalLimit);
+      return release ? { kind: 'ok', release } : this.limitReject(facts.callId, account);
+    }
+
+    const looked = await this.lookup(account, facts.ruriUser);
+    const { quote } = looked;
+    switch (quote.kind) {
+      case 'db-error':
+        this.log.warn({ callId: facts.callId, accountcode: account, err: quote.message }, 'credit lookup failed: call refused');
+        return { kind: 'reject', status: 503, reason: 'Service Unavailable', headers: [['Retry-After', '5']] };
+      case 'no-card':
+      case 'inactive':
+        this.log.info({ callId: facts.callId, accountcode: account, why: quote.kind }, 'card not usable: call refused');
+        return { kind: 'reject', status: 403, reason: 'Forbidden' };
+      case 'no-rate':
+        this.log.info({ callId: facts.callId, accountcode: account }, 'no rate for the dialled number: call refused');
+        return { kind: 'reject', status: this.cfg.noRateStatus, reason: reasonFor(this.cfg.noRateStatus, 'No Rate') };
+      case 'no-credit':
+        this.log.info({ callId: facts.callId, accountcode: account, available: quote.available }, 'not enough credit: call refused');
+        return { kind: 'reject', status: this.cfg.noCreditStatus, reason: reasonFor(this.cfg.noCreditStatus, 'No Credit') };
+      case 'ok': {
+        // Synchronous from here on: the limit check and the slot are atomic.
+        let limit = globalLimit;
+        if (this.cfg.honourSimultaccess && looked.simultaccess !== 1) limit = limit > 0 ? Math.min(limit, 1) : 1;
+        const release = this.slots.tryAcquire(facts.callId, account, limit);
+        if (!release) return this.limitReject(facts.callId, account);
+        this.log.debug({ callId: facts.callId, accountcode: account, maxDurationSec: quote.maxDurationSec, prefix: quote.prefix, rate: quote.ratePerMin }, 'call authorised');
+        return quote.maxDurationSec === undefined ? { kind: 'ok', release } : { kind: 'ok', maxDurationSec: quote.maxDurationSec, release };
+      }
+    }
+  }
+
+  /**
+   * Rating without side effects: what a call from `accountcode` to `dialled` would get now
+   * (maxDurationSec already has billing.safetyMarginSec taken off; undefined = free route, no limit).
+   */
+  async quote(accountcode: string, dialled: string): Promise<Quote> {
+    return (await this.lookup(accountcode, dialled)).quote;
+  }
+
+  /** Call events keep the slots right even when a release() callback is lost. Never throws. */
+  onCallEvent(ev: CallEvent): void {
+    switch (ev.type) {
+      case 'answered': this.slots.answered(ev.facts.callId); break;
+      case 'failed': this.slots.failed(ev.facts.callId); break;
+      case 'ended': this.slots.ended(ev.callId); break;
+      default: break;
+    }
+  }
+
+  /** Counts a call restored after a restart (dialogs.list() after dialogs.restore()). */
+  adopt(callId: string, accountcode: string, remainingMs: number): void {
+    this.slots.adopt(callId, accountcode, remainingMs);
+  }
+
+  /** Calls currently counted for an account. */
+  activeCalls(accountcode: string): number {
+    return this.slots.count(accountcode);
+  }
+
+  close(): void {
+    this.slots.close();
+  }
+
+  private limitReject(callId: string, account: string): AuthorizeDecision {
+    this.log.info({ callId, accountcode: account, active: this.slots.count(account) }, 'simultaneous-call limit reached: call refused');
+    return { kind: 'reject', status: this.cfg.limitStatus, reason: reasonFor(this.cfg.limitStatus, 'Call Limit Reached') };
+  }
+
+  private async lookup(account: string, dialled: string): Promise<{ quote: Quote; simultaccess: number }> {
+    const number = normaliseNumber(dialled);
+    // An unusable number still needs the card row (an unknown card is 403, not 404).
+    const prefixes = number ? prefixCandidates(number) : ['defaultprefix'];
+    let rows: Row[];
+    try {
+      const [r] = await this.db!.query({ sql: Q.SELECT_CARD_AND_RATES, timeout: this.cfg.dbTimeoutMs }, [prefixes, account]);
+      rows = r as Row[];
+    } catch (e) {
+      return { quote: { kind: 'db-error', message: (e as Error).message }, simultaccess: 0 };
+    }
+    const first = rows[0];
+    if (!first) return { quote: { kind: 'no-card' }, simultaccess: 0 };
+    const cardId = Number(first.card_id);
+    const simultaccess = num(first.simultaccess, 0);
+    if (Number(first.status) !== 1) return { quote: { kind: 'inactive', cardId, status: Number(first.status) }, simultaccess };
+    const available = availableCredit({
+      credit: parseMoney(first.credit) ?? 0n,
+      typepaid: num(first.typepaid, 0),
+      creditlimit: parseMoney(first.creditlimit) ?? 0n,
+    });
+    const nowMs = this.now();
+    const cands: RateCandidate[] = [];
+    for (const r of rows) {
+      if (r.rate_id === null || r.dialprefix === null) continue;
+      cands.push({
+        rateId: Number(r.rate_id),
+        planId: Number(r.plan_id),
+        dialprefix: r.dialprefix.trim(),
+        rate: parseMoney(r.rateinitial) ?? 0n,
+        initblock: num(r.initblock, 0),
+        billingblock: num(r.billingblock, 0),
+        connectcharge: parseMoney(r.connectcharge) ?? 0n,
+        disconnectcharge: parseMoney(r.disconnectcharge) ?? 0n,
+        startSec: num(r.start_ts, 0),
+        stopSec: num(r.stop_ts, 0),
+        planStartSec: num(r.plan_start_ts, 0),
+        planStopSec: num(r.plan_stop_ts, 0),
+        starttime: num(r.starttime, 0),
+        endtime: num(r.endtime, 10079),
+      });
+    }
+    const rates = number ? applicableRates(cands, number, Math.floor(nowMs / 1000), this.weekMinute(nowMs)) : [];
+    if (rates.length === 0) return { quote: { kind: 'no-rate', cardId }, simultaccess };
+    // Several plans may tie on the longest prefix: budget for the tightest, as A2Billing may use any of them.
+    let budget: Budget = { kind: 'unlimited' };
+    let used = rates[0]!;
+    for (const r of rates) {
+      const b = budgetSeconds(available, r);
+      const t = tighter(budget, b);
+      if (t === b) used = r;
+      budget = t;
+    }
+    const availableText = formatMoney(available);
+    if (budget.kind === 'none') return { quote: { kind: 'no-credit', cardId, available: availableText }, simultaccess };
+    let maxDurationSec: number | undefined;
+    if (budget.kind === 'seconds') {
+      maxDurationSec = budget.seconds - this.cfg.safetyMarginSec;
+      // The margin eats everything: the BYE could not arrive before the money runs out.
+      if (maxDurationSec <= 0) return { quote: { kind: 'no-credit', cardId, available: availableText }, simultaccess };
+    }
+    return {
+      quote: { kind: 'ok', cardId, available: availableText, maxDurationSec, prefix: used.dialprefix, ratePerMin: formatMoney(used.rate) },
+      simultaccess,
+    };
+  }
+}

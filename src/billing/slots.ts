@@ -1,0 +1,126 @@
+// Simultaneous-call accounting per account: a slot is taken when a call is authorised and given back when
+// it fails or ends. Three independent ways free a slot, so none can leak: the release() callback the proxy
+// calls, the call's own events (failed / ended, by Call-ID), and a deadline (setup timeout while ringing,
+// maximum lifetime once answered). Releasing twice is harmless.
+
+export interface SlotOptions {
+  /** Slot freed if the call is neither answered nor finished within this time. */
+  setupTimeoutMs: number;
+  /** Slot freed this long after answer at the latest (the dialog's lifetime plus slack). */
+  answeredTimeoutMs: number;
+  /** Called when a deadline had to free a slot (a missing release or event: worth a log line). */
+  onLeak?: (slot: { callId: string; accountcode: string; answered: boolean }) => void;
+}
+
+/** A restored call's slot outlives its remaining time by this much before the deadline frees it. */
+const ADOPT_SLACK_MS = 300_000;
+
+interface Slot {
+  id: number;
+  callId: string;
+  accountcode: string;
+  answered: boolean;
+  timer: NodeJS.Timeout | undefined;
+  released: boolean;
+}
+
+export class CallSlots {
+  private readonly byAccount = new Map<string, number>();
+  private readonly byCall = new Map<string, Slot[]>();
+  private nextId = 1;
+  private size = 0;
+
+  constructor(private readonly opts: SlotOptions) {}
+
+  /** Calls currently counted for an account. */
+  count(accountcode: string): number {
+    return this.byAccount.get(accountcode) ?? 0;
+  }
+
+  /** Slots held in total. */
+  get total(): number {
+    return this.size;
+  }
+
+  /**
+   * Takes a slot when the account has fewer than `limit` calls (0 = no limit, but still counted).
+   * Returns the release function, or undefined when the limit is reached.
+   */
+  tryAcquire(callId: string, accountcode: string, limit: number): (() => void) | undefined {
+    if (limit > 0 && this.count(accountcode) >= limit) return undefined;
+    const slot = this.take(callId, accountcode);
+    this.arm(slot, this.opts.setupTimeoutMs);
+    return () => this.release(slot);
+  }
+
+  /** Counts a call that is already up (a dialog restored after a restart); expires after `remainingMs`. */
+  adopt(callId: string, accountcode: string, remainingMs: number): void {
+    if (this.byCall.get(callId)?.some((s) => s.accountcode === accountcode)) return;
+    const slot = this.take(callId, accountcode);
+    slot.answered = true;
+    this.arm(slot, Math.max(0, remainingMs) + ADOPT_SLACK_MS);
+  }
+
+  /** The call was answered: its slot now lives until the call ends (or the lifetime deadline). */
+  answered(callId: string): void {
+    for (const s of this.byCall.get(callId) ?? []) {
+      if (s.answered) continue;
+      s.answered = true;
+      this.arm(s, this.opts.answeredTimeoutMs);
+    }
+  }
+
+  /** The call failed before answer: free its unanswered slots. */
+  failed(callId: string): void {
+    for (const s of (this.byCall.get(callId) ?? []).slice()) if (!s.answered) this.release(s);
+  }
+
+  /** The call ended: free every slot of it. */
+  ended(callId: string): void {
+    for (const s of (this.byCall.get(callId) ?? []).slice()) this.release(s);
+  }
+
+  /** Frees everything and clears the timers. */
+  close(): void {
+    for (const list of [...this.byCall.values()]) for (const s of list.slice()) this.release(s);
+  }
+
+  private take(callId: string, accountcode: string): Slot {
+    const slot: Slot = { id: this.nextId++, callId, accountcode, answered: false, timer: undefined, released: false };
+    this.byAccount.set(accountcode, this.count(accountcode) + 1);
+    const list = this.byCall.get(callId);
+    if (list) list.push(slot);
+    else this.byCall.set(callId, [slot]);
+    this.size++;
+    return slot;
+  }
+
+  private arm(slot: Slot, ms: number): void {
+    if (slot.timer) clearTimeout(slot.timer);
+    // setTimeout overflows past 2^31-1 ms (~24.8 days): clamp, a lifetime that long is never configured.
+    slot.timer = setTimeout(() => {
+      slot.timer = undefined;
+      if (slot.released) return;
+      this.opts.onLeak?.({ callId: slot.callId, accountcode: slot.accountcode, answered: slot.answered });
+      this.release(slot);
+    }, Math.min(ms, 2 ** 31 - 1));
+    slot.timer.unref();
+  }
+
+  private release(slot: Slot): void {
+    if (slot.released) return;
+    slot.released = true;
+    if (slot.timer) clearTimeout(slot.timer);
+    slot.timer = undefined;
+    const n = this.count(slot.accountcode) - 1;
+    if (n > 0) this.byAccount.set(slot.accountcode, n);
+    else this.byAccount.delete(slot.accountcode);
+    const list = this.byCall.get(slot.callId);
+    if (list) {
+      const i = list.indexOf(slot);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.byCall.delete(slot.callId);
+    }
+    this.size--;
+  }
+}
