@@ -1,0 +1,128 @@
+// createProxy(): the SIP front proxy as one object. Wires the sockets (net.ts), the transaction-stateful
+// core (core.ts) and the routing script (script.ts) around the stages' hooks (hooks.ts).
+//
+//   const proxy = createProxy({ config: { ...cfg.sip, failoverCodes: cfg.dispatch.failoverCodes,
+//                                         retryAfterSec: cfg.dispatch.retryAfterSec }, log, hooks, metrics });
+//   await proxy.start();          // binds every sip.listen entry (port 0 → proxy.addresses tells the real one)
+//   dispatcher.setProber(proxy.actions.probe); dialogs.setEnder(proxy.actions.endDialog);
+//   await proxy.stop();
+import { networkInterfaces } from 'node:os';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { GwError } from '../errors.js';
+import { ProxyCore, type CoreConfig } from './core.js';
+import type { ProxyActions, ProxyHooks } from './hooks.js';
+import { openNet, type Listener, type ProxyNet } from './net.js';
+import { makeIdentity, type Iface } from './route.js';
+import { createScript } from './script.js';
+
+export type ProxyConfig = Config['sip'] & {
+  /** Statuses that make the proxy try the next target (dispatch.failoverCodes). */
+  failoverCodes?: number[];
+  /** Retry-After on the 503 sent when no target is left (dispatch.retryAfterSec). */
+  retryAfterSec?: number;
+};
+
+export interface ProxyOptions {
+  config: ProxyConfig;
+  log: Logger;
+  hooks: ProxyHooks;
+  metrics?: Metrics;
+}
+
+export interface BoundAddress {
+  proto: 'udp' | 'tcp';
+  /** Bound address (as configured, e.g. 127.0.0.1 or 0.0.0.0). */
+  address: string;
+  /** Real port (the ephemeral one when configured with 0). */
+  port: number;
+  /** The host the proxy puts in Via and Record-Route for this listener. */
+  advertisedHost: string;
+}
+
+export interface Proxy {
+  start(): Promise<void>;
+  /** Stops accepting, answers calls still being set up (503), clears every timer and closes the sockets. */
+  stop(): Promise<void>;
+  readonly actions: ProxyActions;
+  /** Bound listeners; valid after start(). */
+  readonly addresses: BoundAddress[];
+  /** The bound listener of a transport (first one), e.g. to point a test UA at it. */
+  address(proto: 'udp' | 'tcp'): BoundAddress;
+}
+
+const DEFAULT_FAILOVER = [408, 500, 502, 503, 504];
+
+/** The host to advertise for a bound address: the configured one, else the address, else a real interface. */
+function advertise(configured: string | undefined, bound: string): string {
+  if (configured) return configured;
+  if (bound !== '0.0.0.0' && bound !== '::') return bound;
+  for (const list of Object.values(networkInterfaces())) {
+    for (const n of list ?? []) if (n.family === 'IPv4' && !n.internal) return n.address;
+  }
+  return '127.0.0.1';
+}
+
+/** Every local address, for Route/Request-URI self-recognition when bound to a wildcard. */
+function localAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) for (const n of list ?? []) out.push(n.address);
+  return out;
+}
+
+export function createProxy(opts: ProxyOptions): Proxy {
+  const { config, log, hooks, metrics } = opts;
+  let net: ProxyNet | undefined;
+  let core: ProxyCore | undefined;
+  let bound: BoundAddress[] = [];
+  const notStarted = (): never => { throw new GwError('GW_ERR_SIP_TRANSPORT', 'proxy not started'); };
+
+  const actions: ProxyActions = {
+    endDialog: (d, reason) => (core ? core.endDialog(d, reason) : Promise.resolve()),
+    probe: (t, timeoutMs) => (core ? core.probe(t, timeoutMs) : Promise.resolve(0)),
+  };
+
+  return {
+    actions,
+    get addresses() { return bound; },
+    address(proto) {
+      const a = bound.find((b) => b.proto === proto);
+      return a ?? notStarted();
+    },
+    async start() {
+      if (net) return;
+      let deliver: ProxyCore['receive'] = () => undefined;
+      net = await openNet({
+        listen: config.listen,
+        maxMessageSize: config.maxMessageSize,
+        tcpIdleTimeoutMs: config.tcpIdleTimeoutMs,
+        log,
+        onMessage: (m, e, s) => deliver(m, e, s),
+        onParseError: (proto) => metrics?.sipParseErrors.inc({ proto }),
+      });
+      bound = net.listeners.map((l: Listener) => ({ proto: l.proto, address: l.address, port: l.port, advertisedHost: advertise(config.advertisedHost, l.address) }));
+      const ifaces: Iface[] = bound.map((b) => ({ proto: b.proto, host: b.advertisedHost, port: b.port }));
+      const wildcard = bound.some((b) => b.address === '0.0.0.0' || b.address === '::');
+      const extra = [...config.domains, ...bound.map((b) => b.address), ...(wildcard ? localAddresses() : [])];
+      const cfg: CoreConfig = {
+        t1Ms: config.t1Ms, t2Ms: config.t2Ms, t4Ms: config.t4Ms,
+        inviteTimeoutMs: config.inviteTimeoutMs, noResponseTimeoutMs: config.noResponseTimeoutMs,
+        maxForwards: config.maxForwards, serverHeader: config.serverHeader,
+        failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
+      };
+      let scriptFn: ReturnType<typeof createScript> = async () => undefined;
+      const c = new ProxyCore(net, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics, (inb) => scriptFn(inb));
+      scriptFn = createScript(c);
+      core = c;
+      deliver = (m, e, s) => c.receive(m, e, s);
+      log.info({ listeners: bound }, 'SIP proxy listening');
+    },
+    async stop() {
+      core?.shutdown();
+      await net?.close();
+      net = undefined;
+      core = undefined;
+    },
+  };
+}

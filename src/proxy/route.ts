@@ -1,0 +1,137 @@
+// Record-Route and loose routing (RFC 3261 §16.4, §16.6 step 4, §16.12; RFC 5658 double Record-Route).
+// Our Record-Route entries carry `lr`, the interface's transport, `ftag` (the caller's From tag, so the
+// direction of an in-dialog request is known without any state, even after a restart) and `r2=on` when
+// we put two of them (the request changed transport or interface).
+import type { SipRequest, TransportProto } from '../sip/message.js';
+import { formatHost, type SipUri } from '../sip/uri.js';
+import type { NameAddr } from '../sip/headers.js';
+
+/** One of our addresses as others see it. */
+export interface Iface {
+  proto: TransportProto;
+  /** Advertised host (Via / Record-Route). */
+  host: string;
+  port: number;
+}
+
+/** Who we are: every advertised host and bound address, and the ports we listen on. */
+export interface Identity {
+  hosts: Set<string>;
+  ports: Set<number>;
+}
+
+export function makeIdentity(ifaces: Iface[], extraHosts: string[]): Identity {
+  const hosts = new Set<string>();
+  const ports = new Set<number>();
+  for (const i of ifaces) {
+    hosts.add(i.host.toLowerCase());
+    ports.add(i.port);
+  }
+  for (const h of extraHosts) hosts.add(h.toLowerCase());
+  return { hosts, ports };
+}
+
+/** True when a SIP URI names this proxy (host is one of ours and the port, 5060 when absent, is one we listen on). */
+export function isOurs(uri: SipUri | null, id: Identity): boolean {
+  if (!uri || (uri.scheme !== 'sip' && uri.scheme !== 'sips')) return false;
+  if (!id.hosts.has(uri.host.toLowerCase())) return false;
+  return id.ports.has(uri.port ?? 5060);
+}
+
+/** A Record-Route value for one interface. */
+export function recordRouteValue(iface: Iface, ftag: string, double: boolean): string {
+  const transport = iface.proto === 'tcp' ? ';transport=tcp' : '';
+  return `<sip:${formatHost(iface.host)}:${iface.port}${transport};lr;ftag=${ftag}${double ? ';r2=on' : ''}>`;
+}
+
+/**
+ * Record-Route values to put on a request going out on `outIface` that came in on `inIface`, top first:
+ * one entry, or two (outgoing side on top) when the transport or the interface changes.
+ */
+export function recordRouteFor(inIface: Iface, outIface: Iface, ftag: string): string[] {
+  if (inIface.proto === outIface.proto && inIface.host === outIface.host && inIface.port === outIface.port) {
+    return [recordRouteValue(outIface, ftag, false)];
+  }
+  return [recordRouteValue(outIface, ftag, true), recordRouteValue(inIface, ftag, true)];
+}
+
+export type LooseRouteResult =
+  /** The request carried our Route (or our address in a strict-routed R-URI) and was rewritten for forwarding. */
+  | { kind: 'routed'; nextHopUri: SipUri; ftag: string | undefined; outProto: TransportProto | undefined }
+  /** Not for us to route (no Route of ours). */
+  | { kind: 'not-ours' }
+  | { kind: 'bad'; reason: string };
+
+/**
+ * Processes the Route set of an in-dialog request, editing `req`:
+ * - strict-router compatibility (§16.4): a Request-URI naming us is replaced by the last Route value;
+ * - our Route entries on top are removed (one, or two with r2=on);
+ * - the next hop is the first remaining Route, or the Request-URI.
+ * `outProto` is the transport the removed entries point to for the onward leg (the second r2 entry).
+ */
+export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
+  let routes = req.routes;
+  if (routes === null) return { kind: 'bad', reason: 'Bad Route' };
+  let ours = false;
+  let ftag: string | undefined;
+  let outProto: TransportProto | undefined;
+
+  const ruri = req.tryUri();
+  if (ruri && isOurs(ruri, id) && !ruri.params.has('lr') && routes.length > 0) {
+    // A strict router before us put our Record-Route URI in the R-URI: the real target is the last Route.
+    const last = routes[routes.length - 1]!;
+    ours = true;
+    ftag = paramOf(ruri, 'ftag');
+    req.setUri(last.uriRaw);
+    removeLastRoute(req);
+    routes = req.routes ?? [];
+  } else if (ruri && isOurs(ruri, id) && ruri.params.has('lr')) {
+    // A loose-routing URI of ours in the R-URI with no Route: a misbehaving strict router; nothing to go on.
+    if (routes.length === 0) return { kind: 'bad', reason: 'Request-URI is our Record-Route but no Route left' };
+  }
+
+  let removed = 0;
+  while (routes.length > 0 && removed < 2) {
+    const top = routes[0]!;
+    if (!isOurs(top.uri, id)) break;
+    ours = true;
+    ftag ??= paramOf(top.uri, 'ftag');
+    const r2 = top.uri?.params.get('r2');
+    req.removeFirstRoute();
+    removed++;
+    routes = req.routes ?? [];
+    if (removed === 1 && r2 === undefined) break;
+    if (removed === 2) {
+      const t = top.uri?.params.get('transport');
+      outProto = t && t.toLowerCase() === 'tcp' ? 'tcp' : 'udp';
+    }
+  }
+  if (removed === 1) {
+    // single entry: the onward leg uses whatever transport the next hop asks for
+    outProto = undefined;
+  }
+  if (!ours) return { kind: 'not-ours' };
+  const next: NameAddr | undefined = routes[0];
+  const nextHopUri = next?.uri ?? req.tryUri();
+  if (!nextHopUri) return { kind: 'bad', reason: 'Bad next hop' };
+  return { kind: 'routed', nextHopUri, ftag, outProto };
+}
+
+function paramOf(uri: SipUri | null, name: string): string | undefined {
+  const v = uri?.params.get(name);
+  return v === null || v === undefined ? undefined : v;
+}
+
+function removeLastRoute(req: SipRequest): void {
+  const all = req.headerValues('route');
+  req.removeHeader('route');
+  for (const v of all.slice(0, -1)) req.addHeader('Route', v);
+}
+
+/** Where a URI physically points: host, port (5060) and transport (`transport` param, else fallback). */
+export function hopOfUri(uri: SipUri, fallback: TransportProto): { address: string; port: number; proto: TransportProto } {
+  const maddr = uri.params.get('maddr');
+  const t = uri.params.get('transport');
+  const proto: TransportProto = t ? (t.toLowerCase() === 'tcp' ? 'tcp' : 'udp') : fallback;
+  return { address: maddr ?? uri.host, port: uri.port ?? 5060, proto };
+}
