@@ -5,3 +5,5 @@ export * from './message.js';
 export * from './parser.js';
 export * from './build.js';
 export * from './ids.js';
+export * from './framer.js';
+export * from './transport.js';
