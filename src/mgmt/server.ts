@@ -127,7 +127,10 @@ export class MgmtServer {
     let reply: Reply;
     let headers: Record<string, string> = {};
     try {
-      const path = new URL(req.url ?? '/', 'http://mgmt').pathname;
+      // Path only; the query string is ignored. Not parsed with URL() so "//host/x" cannot become a host.
+      const rawUrl = req.url ?? '/';
+      const q = rawUrl.indexOf('?');
+      const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
       const found = this.match(path);
       if (found) template = found.route.template;
       // Authentication before anything else is revealed (404/405 included).
