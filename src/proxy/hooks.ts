@@ -109,17 +109,27 @@ export type EndReason = 'bye-caller' | 'bye-callee' | 'max-duration' | 'timeout'
 /** Call events for accounting and dialog tracking; emitted in this order for one call. */
 export type CallEvent =
   /** The initial INVITE was accepted by the routing script and is about to be forwarded. */
-  | { type: 'start'; facts: RequestFacts; auth: Authenticated | undefined; at: number }
+  | { type: 'start'; facts: RequestFacts; auth: Authenticated | undefined; at: number;
+      /** The limit authorize() returned, if any (accounting writes it into the CDR). */
+      maxDurationSec?: number }
   /** One forwarding attempt ended without success (failover may follow). */
   | { type: 'attempt-failed'; facts: RequestFacts; auth: Authenticated | undefined; target: Target; status: number; reason: string; at: number; attempt: number }
   /** The call failed for good: final non-2xx relayed upstream (or generated: 408, 503, 487...). */
-  | { type: 'failed'; facts: RequestFacts; auth: Authenticated | undefined; target: Target | undefined; status: number; reason: string; at: number; cancelled: boolean }
+  | { type: 'failed'; facts: RequestFacts; auth: Authenticated | undefined; target: Target | undefined; status: number; reason: string; at: number; cancelled: boolean;
+      /** Number of the attempt that produced this final answer (1-based), when a target was tried. */
+      attempt?: number }
   /** 2xx relayed: the dialog is confirmed. */
-  | { type: 'answered'; facts: RequestFacts; auth: Authenticated | undefined; target: Target; status: number; reason: string; at: number; dialog: DialogInfo }
+  | { type: 'answered'; facts: RequestFacts; auth: Authenticated | undefined; target: Target; status: number; reason: string; at: number; dialog: DialogInfo;
+      /** The limit authorize() returned, if any (the dialog's max-duration timer). */
+      maxDurationSec?: number }
   /** An in-dialog request passed through (CSeq bookkeeping for the dialog snapshot). */
   | { type: 'in-dialog'; callId: string; fromTag: string; toTag: string; method: string; cseq: number; fromCaller: boolean; at: number }
   /** BYE seen (from either side) or the proxy ended the dialog itself. */
-  | { type: 'ended'; callId: string; fromTag: string; toTag: string; reason: EndReason; at: number }
+  | { type: 'ended'; callId: string; fromTag: string; toTag: string; reason: EndReason; at: number;
+      /** Final status of the BYE (200 when absent) and its reason phrase. */
+      status?: number; statusReason?: string;
+      /** The dialog snapshot, so a CDR can still be written for a dialog restored after a restart. */
+      dialog?: DialogInfo }
   /** A non-INVITE transaction that should be accounted (e.g. CANCEL when reportCancels). */
   | { type: 'transaction'; facts: RequestFacts; status: number; reason: string; at: number };
 
