@@ -618,7 +618,7 @@ export class SipUa {
 
   private onText(text: string, source: HostPort, sock: TcpSocket | undefined): void {
     if (this.closed) return;
-    if (!/^(SIP\/2\.0 \d{3}|[A-Z]+ \S+ SIP\/2\.0)\r\n/.test(text)) {
+    if (!/^(SIP\/2\.0 \d{3}[^\r\n]*|[A-Za-z]+ \S+ SIP\/2\.0)\r\n/.test(text)) {
       if (text.trim().length > 0) this.garbage.push(text);
       return;
     }
