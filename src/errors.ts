@@ -33,6 +33,8 @@ export const ERRORS = {
   GW_ERR_AMI_DISCONNECTED: { message: 'AMI connection is down' },
   GW_ERR_AMI_TIMEOUT: { message: 'AMI action timed out' },
   GW_ERR_AMI_PROTOCOL: { message: 'AMI protocol error' },
+  GW_ERR_AMI_ACTION: { message: 'AMI action was refused' },
+  GW_ERR_AMI_BACKFILL: { message: 'CDR backfill failed' },
   // accounting / reconciliation
   GW_ERR_JOURNAL: { message: 'accounting journal error' },
   GW_ERR_RECONCILE: { message: 'reconciliation failed' },
