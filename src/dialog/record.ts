@@ -1,0 +1,46 @@
+// What is persisted for one confirmed dialog (state file line and gw_dialog.data): the proxy's DialogInfo
+// snapshot plus the absolute expiry, so a restart re-arms the timer from the original answer time.
+import { createHash } from 'node:crypto';
+import type { DialogInfo } from '../proxy/hooks.js';
+
+export const RECORD_VERSION = 1;
+
+/** gw_dialog.state */
+export const DLG_STATE = { early: 1, confirmed: 2, terminated: 3 } as const;
+
+export interface DialogRecord {
+  v: number;
+  key: string;
+  /** dialog.instance of the gateway that owns the dialog. */
+  instance: string;
+  info: DialogInfo;
+  /** Epoch ms when the maximum duration (or the default lifetime) ends the call. */
+  expiresAt: number;
+  /** The limit authorize gave (null: none, the default lifetime applies). */
+  maxDurationSec: number | null;
+  /** Epoch ms of the last change; the newer copy wins when the state file and gw_dialog disagree. */
+  updated: number;
+}
+
+/** 32 hex characters (gw_dialog.dlg_key) from Call-ID and both tags. */
+export function dialogKey(callId: string, callerTag: string, calleeTag: string): string {
+  return createHash('md5').update(callId).update('\0').update(callerTag).update('\0').update(calleeTag).digest('hex');
+}
+
+/** DATETIME(3) text in UTC. */
+export function sqlTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 23);
+}
+
+/** Shape check of a record read back from disk or the database (both may be damaged or foreign). */
+export function isDialogRecord(x: unknown): x is DialogRecord {
+  if (typeof x !== 'object' || x === null) return false;
+  const r = x as Partial<DialogRecord>;
+  const i = r.info as Partial<DialogInfo> | undefined;
+  return r.v === RECORD_VERSION && typeof r.key === 'string' && typeof r.instance === 'string' &&
+    typeof r.expiresAt === 'number' && typeof r.updated === 'number' &&
+    typeof i === 'object' && i !== null && typeof i.callId === 'string' && typeof i.callerTag === 'string' &&
+    typeof i.calleeTag === 'string' && typeof i.callerCseq === 'number' && typeof i.calleeCseq === 'number' &&
+    typeof i.callerHop === 'object' && typeof i.calleeHop === 'object' && Array.isArray(i.callerRouteSet) &&
+    Array.isArray(i.calleeRouteSet);
+}
