@@ -16,7 +16,7 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Authenticated, CallEvent, RequestFacts, RouteDecision, Target, TargetFailure } from '../proxy/hooks.js';
+import type { Authenticated, CallEvent, ProxyHooks, RequestFacts, RouteDecision, Target, TargetFailure } from '../proxy/hooks.js';
 import { type Algorithm, compareDestinationIds, orderTier } from './algorithms.js';
 import { buildDestination, type DestState, type Destination, type DestinationView, type DispatcherRow, parseDestinationUri, viewOf } from './destination.js';
 import { fnv1a32 } from './hash.js';
@@ -58,6 +58,11 @@ interface TrackedCall {
   order: readonly string[];
   answered: boolean;
   since: number;
+}
+
+/** The dispatcher's share of ProxyHooks (route is synchronous here). */
+export interface DispatchHooks extends Required<Pick<ProxyHooks, 'targetFailed' | 'onCallEvent'>> {
+  route(facts: RequestFacts, auth: Authenticated | undefined): RouteDecision;
 }
 
 /** Runtime fields a reload carries over for a destination that still exists (same id and URI). */
@@ -140,6 +145,18 @@ export class Dispatcher {
   }
 
   // ---------------------------------------------------------------- routing (proxy hooks)
+
+  /**
+   * The dispatcher's part of ProxyHooks, bound to this instance. `onCallEvent` must be called for every
+   * CallEvent (fan it out next to acc and dialog) or active-call counts only drain through sweepCalls().
+   */
+  hooks(): DispatchHooks {
+    return {
+      route: (facts, auth) => this.route(facts, auth),
+      targetFailed: (target, failure) => this.targetFailed(target, failure),
+      onCallEvent: (ev) => this.onCallEvent(ev),
+    };
+  }
 
   /** The proxy's route hook: ordered targets of dispatch.setId, or 503 with Retry-After when none is usable. */
   route(facts: RequestFacts, _auth?: Authenticated): RouteDecision {

@@ -17,6 +17,8 @@ export interface DispatchStage {
   dispatcher: Dispatcher;
   store: DispatcherStore;
   prober: Prober;
+  /** Hands in the proxy's OPTIONS sender when the proxy is built after the hooks (createProxy needs them first). */
+  setProber(probe: ProxyActions['probe']): void;
   /** Loads gw_dispatcher (throws if the DB cannot be read), then starts probing and periodic reloads. */
   start(): Promise<LoadSummary>;
   stop(): void;
@@ -40,19 +42,23 @@ export function dispatcherMgmtProvider(stage: Pick<DispatchStage, 'dispatcher' |
 export function createDispatch(opts: {
   config: DispatchConfig;
   db: Queryable;
-  probe: ProxyActions['probe'];
+  /** The proxy's OPTIONS sender (ProxyActions.probe), now or later through setProber(). */
+  probe?: ProxyActions['probe'];
   log: Logger;
   metrics?: Metrics;
 }): DispatchStage {
   const log = opts.log.child({ module: 'dispatch' });
   const dispatcher = new Dispatcher({ config: opts.config, log, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
   const store = new DispatcherStore({ db: opts.db, dispatcher, log, reloadSec: opts.config.reloadSec, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
-  const prober = new Prober({ dispatcher, probe: opts.probe, intervalMs: Math.round(opts.config.probeIntervalSec * 1000), timeoutMs: opts.config.probeTimeoutMs, log });
+  const prober = new Prober({ dispatcher, ...(opts.probe ? { probe: opts.probe } : {}), intervalMs: Math.round(opts.config.probeIntervalSec * 1000), timeoutMs: opts.config.probeTimeoutMs, log });
   opts.metrics?.setDispatcherSource(() => dispatcher.gaugeViews());
   return {
     dispatcher,
     store,
     prober,
+    setProber(probe) {
+      prober.setProbe(probe);
+    },
     async start() {
       const summary = await store.reload();
       prober.start();

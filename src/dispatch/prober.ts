@@ -14,7 +14,8 @@ export interface ProbeSink {
 
 export interface ProberOptions {
   dispatcher: ProbeSink;
-  probe: ProxyActions['probe'];
+  /** The proxy's OPTIONS sender; may be handed in later with setProbe() (the proxy is built after the hooks). */
+  probe?: ProxyActions['probe'];
   intervalMs: number;
   timeoutMs: number;
   log: Logger;
@@ -25,9 +26,15 @@ export class Prober {
   private readonly inFlight = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  private probe: ProxyActions['probe'] | undefined;
 
   constructor(opts: ProberOptions) {
     this.opts = opts;
+    this.probe = opts.probe;
+  }
+
+  setProbe(probe: ProxyActions['probe']): void {
+    this.probe = probe;
   }
 
   /** Probes once now, then every intervalMs. */
@@ -54,24 +61,27 @@ export class Prober {
   tick(): number {
     const d = this.opts.dispatcher;
     d.sweepCalls?.();
+    const probe = this.probe;
+    // Without a probe function nothing is probed (states stay as they are) rather than every box failing.
+    if (!probe) return 0;
     let started = 0;
     for (const target of d.probeTargets()) {
       const key = `${target.id} ${target.uri}`;
       if (this.inFlight.has(key)) continue;
       this.inFlight.add(key);
       started++;
-      void this.probeOne(target, key);
+      void this.probeOne(probe, target, key);
     }
     return started;
   }
 
-  private async probeOne(target: Target, key: string): Promise<void> {
+  private async probeOne(probe: ProxyActions['probe'], target: Target, key: string): Promise<void> {
     // A guard in case the probe function never settles: the slot frees itself a little after the timeout.
     let guard: NodeJS.Timeout | undefined;
     const guardMs = this.opts.timeoutMs + 1000;
     try {
       const status = await Promise.race([
-        this.opts.probe(target, this.opts.timeoutMs),
+        probe(target, this.opts.timeoutMs),
         new Promise<number>((resolve) => { guard = setTimeout(() => resolve(0), guardMs); guard.unref(); }),
       ]);
       if (!this.stopped) this.opts.dispatcher.probeResult(target, Number.isInteger(status) && status > 0 ? status : 0);

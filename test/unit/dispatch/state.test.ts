@@ -83,6 +83,21 @@ describe('probe state machine (fake timers)', () => {
     prober.stop();
   });
 
+  it('probes nothing until the proxy hands in its probe function, then starts on the next tick', async () => {
+    vi.useFakeTimers();
+    const d = makeDispatcher([row(1)], { probeFailThreshold: 1 });
+    const prober = new Prober({ dispatcher: d, intervalMs: 1000, timeoutMs: 100, log: silentLogger() });
+    prober.start();
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(d.get('1')).toMatchObject({ state: 'active', lastProbeAt: null });
+    const { probe, calls } = scriptedProbe({ '1': 0 });
+    prober.setProbe(probe);
+    await vi.advanceTimersByTimeAsync(600);
+    expect(calls).toEqual(['1']);
+    expect(d.get('1')!.state).toBe('inactive');
+    prober.stop();
+  });
+
   it('treats a probe function that throws as a failed probe', async () => {
     vi.useFakeTimers();
     const d = makeDispatcher([row(1)], { probeFailThreshold: 1 });
@@ -95,6 +110,15 @@ describe('probe state machine (fake timers)', () => {
 });
 
 describe('failover marking and ordering', () => {
+  it('offers bound hooks for the proxy', () => {
+    const d = makeDispatcher([row(1), row(2)], { defaultAlgorithm: 'priority' });
+    const { route, targetFailed } = d.hooks();
+    const r = route({ callId: 'h', fromUser: 'u' } as RequestFacts, undefined);
+    expect(r.kind === 'targets' && ids(r.targets)).toEqual(['1', '2']);
+    targetFailed(d.select(1, call('h'))[0]!, { kind: 'timeout' });
+    expect(d.get('1')!.state).toBe('probing');
+  });
+
   it('demotes a box that failed a call to probing: used only after every active box, until probes bring it back', () => {
     const d = makeDispatcher([row(1), row(2), row(3)], { defaultAlgorithm: 'priority', probeOkThreshold: 1 });
     expect(ids(d.select(1, call('a')))).toEqual(['1', '2', '3']);
