@@ -112,6 +112,9 @@ export const configSchema = z.object({
     writeTimeoutMs: positiveMs.default(10000),
     /** Records held in memory when the journal cannot be written either; beyond this they are dropped (counted). */
     maxQueue: z.number().int().min(1000).default(200000),
+    /** gw_cdr.duration_sec from the exact ms: 'floor' = Asterisk billsec / ANSWEREDTIME (what A2Billing bills),
+     *  'half-up' = Asterisk with cdr.conf initiatedseconds=yes, 'ceil' = any started second counts. */
+    durationRounding: z.enum(['floor', 'half-up', 'ceil']).default('floor'),
   }).prefault({}),
 
   dialog: z.object({
@@ -160,6 +163,8 @@ export const configSchema = z.object({
     timezone: z.string().min(1).default('UTC'),
     durationToleranceSec: z.number().int().min(0).default(2),
     outputDir: z.string().min(1).default('./var/reports'),
+    /** Rows this many seconds outside the day are read too, to join the legs of calls that cross midnight. */
+    marginSec: z.number().int().min(0).max(86400).default(900),
   }).prefault({}),
 
   mgmt: z.object({
