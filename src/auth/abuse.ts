@@ -200,10 +200,11 @@ export class AbuseGuard {
     this.log.warn({ source: describeKey(key), reason, banSec: sec, ...fields }, 'source banned');
   }
 
-  /** Keeps a table under maxTracked: sweep once, then drop the oldest insertions. */
+  /**
+   * Keeps a table under maxTracked by dropping the oldest insertions: O(1), no sweep here, so a flood
+   * from many addresses cannot make every new one pay for a scan of the whole table.
+   */
   private makeRoom(m: Map<SourceKey, unknown>): void {
-    if (m.size < this.maxTracked) return;
-    this.sweep();
     while (m.size >= this.maxTracked) {
       const first = m.keys().next();
       if (first.done) break;

@@ -97,15 +97,13 @@ export class NonceCounter {
       return 'ok';
     }
     if (expiresAt <= this.watermark) return 'forgotten';
-    if (this.seen.size >= this.maxEntries) {
-      this.sweep();
-      while (this.seen.size >= this.maxEntries) {
-        const first = this.seen.entries().next().value as [string, { nc: number; expiresAt: number }];
-        this.seen.delete(first[0]);
-        if (first[1].expiresAt > this.watermark) this.watermark = first[1].expiresAt;
-      }
-      if (expiresAt <= this.watermark) return 'forgotten';
+    // Full: drop the first-used entry (O(1); expired ones go in the periodic sweep).
+    while (this.seen.size >= this.maxEntries) {
+      const first = this.seen.entries().next().value as [string, { nc: number; expiresAt: number }];
+      this.seen.delete(first[0]);
+      if (first[1].expiresAt > this.watermark) this.watermark = first[1].expiresAt;
     }
+    if (expiresAt <= this.watermark) return 'forgotten';
     this.seen.set(nonce, { nc, expiresAt });
     return 'ok';
   }

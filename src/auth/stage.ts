@@ -118,11 +118,11 @@ export function createAuthStage(opts: AuthStageOptions): AuthStage {
     metrics?.authResults?.inc({ method, outcome });
   };
 
-  function challenge(stale: boolean): AuthDecision {
+  function challenge(stale: boolean, outcome: string = stale ? 'stale' : 'challenge'): AuthDecision {
     const nonce = nonces.issue();
     const headers: Array<readonly [string, string]> = [];
     for (const algorithm of algorithms) headers.push(['Proxy-Authenticate', challengeValue({ realm, nonce, algorithm, stale })]);
-    result('digest', stale ? 'stale' : 'challenge');
+    result('digest', outcome);
     return { kind: 'challenge', status: 407, headers: headers as HeaderList };
   }
 
@@ -150,8 +150,8 @@ export function createAuthStage(opts: AuthStageOptions): AuthStage {
 
     const n = nonces.check(c.nonce);
     if (n.status === 'invalid') {
-      log.info({ src: facts.source.ip, user: c.username, callId: facts.callId }, 'nonce not ours (forged, or another secret): new challenge');
-      return challenge(false);
+      log.debug({ src: facts.source.ip, user: c.username, callId: facts.callId }, 'nonce not ours (forged, or another secret): new challenge');
+      return challenge(false, 'bad-nonce');
     }
     if (n.status === 'stale') return challenge(true);
 
@@ -180,13 +180,11 @@ export function createAuthStage(opts: AuthStageOptions): AuthStage {
 
     // Only a verified response may advance the counter, so nobody can burn a phone's nonce.
     const nc = counters.accept(c.nonce, n.expiresAt, c.ncValue);
-    if (nc !== 'ok') {
-      if (nc === 'replay') {
-        result('digest', 'replay');
-        log.warn({ src: facts.source.ip, user: c.username, callId: facts.callId, nc: c.nc }, 'nonce count replayed');
-      }
-      return challenge(true);
+    if (nc === 'replay') {
+      log.warn({ src: facts.source.ip, user: c.username, callId: facts.callId, nc: c.nc }, 'nonce count replayed');
+      return challenge(true, 'replay');
     }
+    if (nc === 'forgotten') return challenge(true);
     if (cfg.requireFromMatch && facts.fromUser !== who.username) {
       return fail(ip, facts, `From user ${JSON.stringify(facts.fromUser)} is not the authenticated user`, FORBIDDEN, c.username);
     }
