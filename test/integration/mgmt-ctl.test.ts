@@ -1,5 +1,8 @@
 // `a2b-gateway ctl` against a real management server on loopback.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCtl } from '../../src/cli/ctl.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
@@ -99,6 +102,23 @@ describe('ctl', () => {
     for (const [argv, conn, code, msg] of cases) {
       const r = await ctl(argv, conn);
       expect({ argv, code: r.code, err: r.err }).toEqual({ argv, code, err: expect.stringMatching(msg) });
+    }
+  });
+
+  it('finds the address and token in the config file when not given', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'a2b-ctl-'));
+    try {
+      const file = join(dir, 'gw.yaml');
+      writeFileSync(file, `mgmt:\n  host: 127.0.0.1\n  port: ${new URL(url).port}\n  token: ${TOKEN}\n`);
+      const r = await ctl(['-c', file, 'dispatcher', 'list'], {});
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/^ID +SET/);
+      writeFileSync(file, 'mgmt:\n  port: "eighty"\n');
+      const bad = await ctl(['-c', file, 'health'], {});
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/^a2b-gateway ctl: cannot read the configuration \(use --url\/--token\): .*mgmt\.port/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
