@@ -61,7 +61,7 @@ export class AbuseGuard {
   private readonly metrics: AuthMetrics | undefined;
   private readonly now: () => number;
   private readonly maxTracked: number;
-  private readonly whitelist: PrefixTable<true>;
+  private whitelist: PrefixTable<true>;
   private readonly scanners: string[];
   private readonly requests = new Map<SourceKey, Window>();
   private readonly failures = new Map<SourceKey, Window>();
@@ -73,14 +73,26 @@ export class AbuseGuard {
     this.metrics = opts.metrics;
     this.now = opts.now ?? Date.now;
     this.maxTracked = opts.maxTracked ?? 200_000;
+    this.whitelist = this.buildWhitelist([]);
+    this.scanners = opts.config.scannerUserAgents.map((s) => s.toLowerCase());
+  }
+
+  /**
+   * Adds sources that must never be banned on top of abuse.whitelist, e.g. the Asterisk boxes of the
+   * dispatcher (they send in-dialog requests at their own rate). Replaces the previous extra list.
+   */
+  setExtraWhitelist(entries: readonly string[]): void {
+    this.whitelist = this.buildWhitelist(entries);
+  }
+
+  private buildWhitelist(extra: readonly string[]): PrefixTable<true> {
     const wl: Array<{ prefix: NonNullable<ReturnType<typeof parseCidr>>; value: true }> = [];
-    for (const text of opts.config.whitelist) {
+    for (const text of [...this.cfg.whitelist, ...extra]) {
       const prefix = parseCidr(text);
       if (prefix) wl.push({ prefix, value: true });
-      else this.log.warn({ entry: text }, 'abuse.whitelist entry is not an IP address or CIDR; ignored');
+      else this.log.warn({ entry: text }, 'whitelist entry is not an IP address or CIDR; ignored');
     }
-    this.whitelist = new PrefixTable(wl);
-    this.scanners = opts.config.scannerUserAgents.map((s) => s.toLowerCase());
+    return new PrefixTable(wl);
   }
 
   isWhitelisted(ip: ParsedIp): boolean {

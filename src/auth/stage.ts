@@ -65,6 +65,8 @@ export interface AuthStage {
   stats(): AuthStats;
   listBans(): Array<{ source: string; reason: string; until: number }>;
   unban(ip: string): boolean;
+  /** Sources never screened for floods or bans besides abuse.whitelist (e.g. dispatcher destinations' IPs). */
+  setExtraWhitelist(entries: readonly string[]): void;
 }
 
 const FORBIDDEN: AuthDecision = { kind: 'reject', status: 403, reason: 'Forbidden' };
@@ -305,5 +307,6 @@ export function createAuthStage(opts: AuthStageOptions): AuthStage {
     },
     listBans: () => abuse.listBans(),
     unban: (ip: string) => abuse.unban(ip),
+    setExtraWhitelist: (entries: readonly string[]) => abuse.setExtraWhitelist(entries),
   };
 }

@@ -96,6 +96,19 @@ describe('AbuseGuard', () => {
     expect(g.stats().bans).toBe(0);
   });
 
+  it('takes extra whitelist entries at run time (the dispatcher boxes), replacing the previous extras', () => {
+    const g = new AbuseGuard({ config: config(), log: silentLogger() });
+    g.setExtraWhitelist(['192.0.2.200', '2001:db8:5::/48']);
+    for (let i = 0; i < 20; i++) {
+      expect(g.check(ip('192.0.2.200'), undefined, false).kind).toBe('whitelisted');
+      expect(g.check(ip('2001:db8:5:1::9'), undefined, false).kind).toBe('whitelisted');
+    }
+    expect(g.check(ip('10.1.1.1'), undefined, false).kind).toBe('whitelisted'); // configured entries stay
+    g.setExtraWhitelist([]);
+    for (let i = 0; i < 5; i++) g.check(ip('192.0.2.200'), undefined, false);
+    expect(g.check(ip('192.0.2.200'), undefined, false).kind).toBe('flood');
+  });
+
   it('keys IPv6 sources by /64 and mapped IPv4 as IPv4', () => {
     const g = new AbuseGuard({ config: config(), log: silentLogger() });
     for (let i = 1; i <= 5; i++) g.check(ip(`2001:db8:1:2::${i}`), undefined, false);
