@@ -193,7 +193,7 @@ export class Dialogs {
     const expired: Confirmed[] = [];
     let restored = 0;
     for (const rec of records.values()) {
-      if (this.confirmed.has(rec.key)) continue;
+      if (!isDialogRecord(rec) || this.confirmed.has(rec.key)) continue;
       rec.info.callerCseq += CSEQ_RESTORE_BUMP;
       rec.info.calleeCseq += CSEQ_RESTORE_BUMP;
       rec.updated = now;
