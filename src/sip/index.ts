@@ -7,3 +7,4 @@ export * from './build.js';
 export * from './ids.js';
 export * from './framer.js';
 export * from './transport.js';
+export * from './transaction.js';

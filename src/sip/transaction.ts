@@ -1,0 +1,594 @@
+// RFC 3261 §17 transactions (with the RFC 6026 "Accepted" states), for a stateful proxy.
+// - Server transactions absorb request retransmissions (re-sending the last response), send 100 Trying for
+//   INVITE (autoTrying), retransmit non-2xx finals over UDP (Timer G), absorb the ACK for them (Timers H, I), and
+//   keep absorbing INVITE retransmissions after a 2xx (Timer L).
+// - Client transactions push their own Via (new branch), retransmit over UDP (Timers A, E), time out (B, F and the
+//   proxy's no-response timer), ACK non-2xx finals hop by hop (Timer D, K), pass every 2xx up (Timer M), run
+//   Timer C after provisionals, and build and send CANCEL.
+// Timers are plain setTimeout; close() clears them all. Callbacks into the TU are guarded: a throwing TU does not
+// break the layer. Transport failures are reported through callbacks, never thrown or left as rejected promises.
+import type { Logger } from '../log.js';
+import { headerLine, SipRequest, type HeaderLine, type MessageSource, type SipMessage, type SipResponse } from './message.js';
+import { MAGIC_COOKIE, formatVia, type Via } from './headers.js';
+import { newBranch } from './ids.js';
+import { createResponse } from './build.js';
+import type { SipParseError } from './parser.js';
+import type { Destination, ReceiveHandler, SipMetricsLike } from './transport.js';
+
+export interface TransactionTimers {
+  t1Ms: number;
+  t2Ms: number;
+  t4Ms: number;
+  /** Timer C: final-response wait after the last provisional of a forwarded INVITE. */
+  inviteTimeoutMs: number;
+  /** Wait for the first response (INVITE) / the final response (non-INVITE) before reporting a timeout (fr_timer). */
+  noResponseTimeoutMs: number;
+}
+
+/** What the transaction layer needs from the transport (SipTransport implements it). */
+export interface TransportLike {
+  send(data: Buffer | SipMessage, dest: Destination): Promise<void>;
+  sendResponse(res: SipResponse, connectionId?: number): Promise<void>;
+  setHandler(h: ReceiveHandler): void;
+  localAddress(proto: 'udp' | 'tcp', family?: 4 | 6): { host: string; port: number } | undefined;
+}
+
+/** The transaction user (the proxy core). */
+export interface TransactionUser {
+  /**
+   * A request that created a server transaction (INVITE, CANCEL, BYE, OPTIONS, ...), or a request that belongs to
+   * no transaction (`st` null): an ACK for a 2xx, or an ACK matching nothing. Forward those statelessly.
+   * For CANCEL use `layer.matchInvite(req)` to find the INVITE server transaction it cancels.
+   */
+  onRequest(req: SipRequest, st: ServerTransaction | null): void;
+  /** A response matching no client transaction (e.g. a 2xx retransmission after Timer M). */
+  onStrayResponse?(res: SipResponse): void;
+  /** A parse failure from the transport (answer it when `err.answerable`; count and drop otherwise). */
+  onParseError?(err: SipParseError, source: MessageSource): void;
+}
+
+export type ServerState = 'trying' | 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated';
+export type ClientState = 'calling' | 'trying' | 'proceeding' | 'completed' | 'accepted' | 'terminated';
+
+/** Why a client transaction gave up waiting. */
+export type TimeoutKind =
+  /** No response at all within noResponseTimeoutMs (INVITE), or no final response (non-INVITE): fail over. */
+  | 'no-response'
+  /** Timer B (INVITE) / Timer F (non-INVITE): 64*T1 without the response the state needed. */
+  | 'timer-b' | 'timer-f'
+  /** Timer C: inviteTimeoutMs after the last provisional. The layer then sends CANCEL itself; the TU answers 408. */
+  | 'timer-c'
+  /** No final response 64*T1 after CANCEL was sent; the transaction is terminated. */
+  | 'cancel-timeout';
+
+export interface ClientHandlers {
+  /** Every provisional and the first final response; for INVITE also every 2xx (retransmissions included). */
+  onResponse(res: SipResponse, ct: ClientTransaction): void;
+  onTimeout?(kind: TimeoutKind, ct: ClientTransaction): void;
+  /** The request (or a retransmission, ACK or CANCEL) could not be sent; the transaction is terminated. */
+  onTransportError?(err: Error, ct: ClientTransaction): void;
+  onTerminated?(ct: ClientTransaction): void;
+}
+
+export interface LayerOptions {
+  transport: TransportLike;
+  timers: TransactionTimers;
+  logger: Logger;
+  metrics?: SipMetricsLike;
+  /** Send 100 Trying as soon as an INVITE server transaction is created (default true). */
+  autoTrying?: boolean;
+}
+
+export interface SendOptions {
+  /** Push a new Via with a fresh branch (default). 'keep': the request already carries our Via on top. */
+  via?: 'push' | 'keep';
+  /** Run Timer C (inviteTimeoutMs after each provisional) on an INVITE; default true. */
+  timerC?: boolean;
+}
+
+const TIMER_D_MS = 32_000;
+
+function isReliable(proto: string): boolean { return proto !== 'udp'; }
+
+function sentBy(v: Via): string {
+  return `${v.host.toLowerCase()}:${v.port ?? (v.transport === 'TLS' ? 5061 : 5060)}`;
+}
+
+/** RFC 3261 §17.2.3 server-side key; `method` is the method the key is for (ACK/CANCEL matching use INVITE). */
+function serverKey(req: SipRequest, v: Via, method: string): string {
+  const b = v.branch;
+  if (b !== undefined && b.startsWith(MAGIC_COOKIE)) return `${b}|${sentBy(v)}|${method}`;
+  // RFC 2543 fallback: Request-URI, From tag, Call-ID, CSeq number, top Via
+  const from = req.tryFrom();
+  const cseq = req.tryCSeq();
+  return `2543|${req.uriRaw}|${from?.tag ?? ''}|${req.getHeader('call-id') ?? ''}|${cseq?.seq ?? ''}|${sentBy(v)}|${b ?? ''}|${method}`;
+}
+
+type Timer = ReturnType<typeof setTimeout>;
+
+export class TransactionLayer {
+  private readonly servers = new Map<string, ServerTransaction>();
+  private readonly clients = new Map<string, ClientTransaction>();
+  readonly transport: TransportLike;
+  readonly timers: TransactionTimers;
+  readonly log: Logger;
+  readonly metrics: SipMetricsLike | undefined;
+  readonly autoTrying: boolean;
+  private closed = false;
+
+  constructor(opts: LayerOptions, private readonly tu: TransactionUser) {
+    this.transport = opts.transport;
+    this.timers = opts.timers;
+    this.log = opts.logger;
+    this.metrics = opts.metrics;
+    this.autoTrying = opts.autoTrying ?? true;
+    this.transport.setHandler((m, s) => this.receive(m, s));
+  }
+
+  /** Live transactions. */
+  get size(): { server: number; client: number } { return { server: this.servers.size, client: this.clients.size }; }
+
+  /** Entry point for everything the transport receives (installed as its handler). */
+  receive(m: SipMessage | SipParseError, source: MessageSource): void {
+    if (this.closed) return;
+    if (!('isRequest' in m)) {
+      this.guard(() => this.tu.onParseError?.(m, source));
+      return;
+    }
+    if (m.isRequest()) this.onRequest(m);
+    else this.onResponse(m as SipResponse);
+  }
+
+  private onRequest(req: SipRequest): void {
+    const v = req.tryTopVia();
+    if (v === null) return; // the parser guarantees one; belt and braces
+    const method = req.method;
+    if (method === 'ACK') {
+      const st = this.servers.get(serverKey(req, v, 'INVITE'));
+      if (st !== undefined && st.absorbAck()) return;
+      this.guard(() => this.tu.onRequest(req, null));
+      return;
+    }
+    const key = serverKey(req, v, method);
+    const existing = this.servers.get(key);
+    if (existing !== undefined) {
+      this.metrics?.sipRetransmissions?.inc({ method });
+      existing.retransmitted();
+      return;
+    }
+    const st = new ServerTransaction(this, key, req);
+    this.servers.set(key, st);
+    this.metrics?.sipTransactions?.inc({ kind: 'server' });
+    if (st.isInvite && this.autoTrying) st.trying();
+    this.guard(() => this.tu.onRequest(req, st));
+  }
+
+  private onResponse(res: SipResponse): void {
+    const v = res.tryTopVia();
+    const cseq = res.tryCSeq();
+    const ct = v?.branch !== undefined && cseq !== null ? this.clients.get(`${v.branch}|${cseq.method}`) : undefined;
+    if (ct === undefined) {
+      this.guard(() => this.tu.onStrayResponse?.(res));
+      return;
+    }
+    ct.receive(res);
+  }
+
+  /** The INVITE server transaction a CANCEL (or ACK) refers to, if it is still alive. */
+  matchInvite(req: SipRequest): ServerTransaction | undefined {
+    const v = req.tryTopVia();
+    return v === null ? undefined : this.servers.get(serverKey(req, v, 'INVITE'));
+  }
+
+  /**
+   * Starts a client transaction: pushes our Via (new branch, ;rport) unless `via: 'keep'`, sends the request to `dest`
+   * and runs the timers. The request is owned by the transaction from now on (clone it first if you still need it).
+   */
+  sendRequest(req: SipRequest, dest: Destination, handlers: ClientHandlers, opts: SendOptions = {}): ClientTransaction {
+    let branch: string;
+    if (opts.via === 'keep') {
+      branch = req.tryTopVia()?.branch ?? newBranch();
+    } else {
+      branch = newBranch();
+      const fam = dest.address.indexOf(':') >= 0 ? 6 : 4;
+      const local = this.transport.localAddress(dest.proto, fam) ?? { host: '127.0.0.1', port: 5060 };
+      req.pushVia(formatVia(dest.proto, local.host, local.port, `;branch=${branch};rport`));
+    }
+    const ct = new ClientTransaction(this, branch, req, dest, handlers, opts.timerC ?? true);
+    this.clients.set(ct.key, ct);
+    this.metrics?.sipTransactions?.inc({ kind: 'client' });
+    ct.start();
+    return ct;
+  }
+
+  /** Sends without a transaction (ACK for 2xx, stateless forwarding). Rejects with GW_ERR_SIP_TRANSPORT. */
+  sendStateless(msg: SipMessage, dest: Destination): Promise<void> {
+    return this.transport.send(msg, dest);
+  }
+
+  /** @internal */
+  removeServer(st: ServerTransaction): void {
+    if (this.servers.get(st.key) === st) {
+      this.servers.delete(st.key);
+      this.metrics?.sipTransactions?.dec({ kind: 'server' });
+    }
+  }
+
+  /** @internal */
+  removeClient(ct: ClientTransaction): void {
+    if (this.clients.get(ct.key) === ct) {
+      this.clients.delete(ct.key);
+      this.metrics?.sipTransactions?.dec({ kind: 'client' });
+    }
+  }
+
+  /** @internal runs a TU callback; a throwing TU is logged, not propagated into the receive path */
+  guard(fn: () => void): void {
+    try { fn(); } catch (e) {
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'transaction user callback threw');
+    }
+  }
+
+  /** Terminates every transaction and clears every timer (no callbacks). */
+  close(): void {
+    this.closed = true;
+    for (const st of [...this.servers.values()]) st.terminate(false);
+    for (const ct of [...this.clients.values()]) ct.terminate(false);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ server
+
+export class ServerTransaction {
+  state: ServerState;
+  readonly isInvite: boolean;
+  readonly method: string;
+  /** The last response sent (re-sent on retransmissions). */
+  lastResponse: SipResponse | undefined;
+  /** Called once when the transaction ends. */
+  onTerminated: ((st: ServerTransaction) => void) | undefined;
+  /** A response could not be sent (the transaction is terminated). */
+  onTransportError: ((err: Error, st: ServerTransaction) => void) | undefined;
+  /** No ACK for a non-2xx final within 64*T1 (Timer H). */
+  onAckTimeout: ((st: ServerTransaction) => void) | undefined;
+  private wire: Buffer | undefined;
+  private timerG: Timer | undefined;
+  private timerH: Timer | undefined;
+  private timerIJL: Timer | undefined;
+  private gInterval: number;
+  private readonly reliable: boolean;
+
+  constructor(private readonly layer: TransactionLayer, readonly key: string, readonly request: SipRequest) {
+    this.method = request.method;
+    this.isInvite = request.method === 'INVITE';
+    this.state = this.isInvite ? 'proceeding' : 'trying';
+    this.reliable = isReliable(request.source?.proto ?? 'udp');
+    this.gInterval = layer.timers.t1Ms;
+    this.onTerminated = undefined;
+    this.onTransportError = undefined;
+    this.onAckTimeout = undefined;
+  }
+
+  /** Where the request came from. */
+  get source(): MessageSource | undefined { return this.request.source; }
+
+  /** @internal sends 100 Trying (RFC 3261 §17.2.1). */
+  trying(): void {
+    this.respond(createResponse(this.request, 100));
+  }
+
+  /**
+   * Sends a response and moves the state machine: 1xx keeps it open, 2xx (INVITE) → accepted, other finals →
+   * completed. Ignored (returns false) once a final response was sent, except further 2xx on an accepted INVITE.
+   */
+  respond(res: SipResponse): boolean {
+    const s = res.status;
+    if (this.state === 'terminated' || this.state === 'confirmed') return false;
+    if (this.state === 'completed') return false;
+    if (this.state === 'accepted' && !(s >= 200 && s < 300)) return false;
+    this.lastResponse = res;
+    this.wire = res.toBuffer();
+    this.transmit();
+    if (s < 200) {
+      if (!this.isInvite) this.state = 'proceeding';
+      return true;
+    }
+    const t = this.layer.timers;
+    if (this.isInvite) {
+      if (s < 300) {
+        if (this.state !== 'accepted') {
+          this.state = 'accepted';
+          this.timerIJL = setTimeout(() => this.terminate(true), 64 * t.t1Ms); // Timer L
+        }
+      } else {
+        this.state = 'completed';
+        if (!this.reliable) this.timerG = setTimeout(() => this.fireG(), this.gInterval);
+        this.timerH = setTimeout(() => {
+          this.layer.guard(() => this.onAckTimeout?.(this));
+          this.terminate(true);
+        }, 64 * t.t1Ms);
+      }
+    } else {
+      this.state = 'completed';
+      if (this.reliable) this.terminate(true); // Timer J = 0
+      else this.timerIJL = setTimeout(() => this.terminate(true), 64 * t.t1Ms);
+    }
+    return true;
+  }
+
+  private fireG(): void {
+    if (this.state !== 'completed') return;
+    this.layer.metrics?.sipRetransmissions?.inc({ method: this.method });
+    this.transmit();
+    this.gInterval = Math.min(2 * this.gInterval, this.layer.timers.t2Ms);
+    this.timerG = setTimeout(() => this.fireG(), this.gInterval);
+  }
+
+  private transmit(): void {
+    const res = this.lastResponse;
+    if (res === undefined) return;
+    const conn = this.request.source?.connectionId;
+    this.layer.transport.sendResponse(res, conn).catch((err: Error) => {
+      this.layer.log.debug({ err: err.message, method: this.method }, 'response send failed');
+      this.layer.guard(() => this.onTransportError?.(err, this));
+      this.terminate(true);
+    });
+  }
+
+  /** @internal a retransmission of the request arrived */
+  retransmitted(): void {
+    if ((this.state === 'proceeding' || this.state === 'completed') && this.wire !== undefined) this.transmit();
+  }
+
+  /** @internal an ACK matched this transaction; true when absorbed (ACK for our non-2xx final). */
+  absorbAck(): boolean {
+    if (this.state === 'completed') {
+      this.state = 'confirmed';
+      clearTimeout(this.timerG);
+      clearTimeout(this.timerH);
+      this.timerG = this.timerH = undefined;
+      if (this.reliable) this.terminate(true); // Timer I = 0
+      else this.timerIJL = setTimeout(() => this.terminate(true), this.layer.timers.t4Ms);
+      return true;
+    }
+    return this.state === 'confirmed';
+  }
+
+  /** Ends the transaction now (clears timers). */
+  terminate(notify = true): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    clearTimeout(this.timerG);
+    clearTimeout(this.timerH);
+    clearTimeout(this.timerIJL);
+    this.layer.removeServer(this);
+    if (notify) this.layer.guard(() => this.onTerminated?.(this));
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ client
+
+export class ClientTransaction {
+  state: ClientState;
+  readonly isInvite: boolean;
+  readonly method: string;
+  readonly key: string;
+  /** The best final response received, once there is one. */
+  finalResponse: SipResponse | undefined;
+  /** True once a provisional arrived (CANCEL is allowed from then on). */
+  provisionalSeen = false;
+  private wire: Buffer | undefined;
+  private ackWire: Buffer | undefined;
+  private retransTimer: Timer | undefined;
+  private retransInterval: number;
+  private timeoutTimer: Timer | undefined;
+  private noResponseTimer: Timer | undefined;
+  private timerC: Timer | undefined;
+  private endTimer: Timer | undefined;
+  private cancelTimer: Timer | undefined;
+  private cancelPending = false;
+  private cancelSent = false;
+  private cancelReason: string | undefined;
+  private readonly reliable: boolean;
+
+  constructor(private readonly layer: TransactionLayer, readonly branch: string, readonly request: SipRequest,
+    readonly destination: Destination, private readonly handlers: ClientHandlers, private readonly useTimerC: boolean) {
+    this.method = request.method;
+    this.isInvite = request.method === 'INVITE';
+    this.key = `${branch}|${this.method}`;
+    this.state = this.isInvite ? 'calling' : 'trying';
+    this.reliable = isReliable(destination.proto);
+    this.retransInterval = layer.timers.t1Ms;
+  }
+
+  /** @internal */
+  start(): void {
+    const t = this.layer.timers;
+    this.wire = this.request.toBuffer();
+    this.send(this.wire);
+    if (!this.reliable) this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+    // Timer B / F
+    this.timeoutTimer = setTimeout(() => this.timeout(this.isInvite ? 'timer-b' : 'timer-f'), 64 * t.t1Ms);
+    if (t.noResponseTimeoutMs < 64 * t.t1Ms) this.noResponseTimer = setTimeout(() => this.timeout('no-response'), t.noResponseTimeoutMs);
+  }
+
+  private send(buf: Buffer): void {
+    this.layer.transport.send(buf, this.destination).catch((err: Error) => {
+      if (this.state === 'terminated') return;
+      this.layer.log.debug({ err: err.message, method: this.method }, 'request send failed');
+      this.layer.guard(() => this.handlers.onTransportError?.(err, this));
+      this.terminate(true);
+    });
+  }
+
+  private retransmit(): void {
+    if (this.state !== 'calling' && this.state !== 'trying' && this.state !== 'proceeding') return;
+    if (this.isInvite && this.state === 'proceeding') return;
+    this.layer.metrics?.sipRetransmissions?.inc({ method: this.method });
+    this.send(this.wire!);
+    // Timer A doubles without bound; Timer E doubles up to T2 and stays at T2 once proceeding
+    const t = this.layer.timers;
+    this.retransInterval = this.isInvite ? this.retransInterval * 2
+      : this.state === 'proceeding' ? t.t2Ms : Math.min(this.retransInterval * 2, t.t2Ms);
+    this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+  }
+
+  private timeout(kind: TimeoutKind): void {
+    if (this.state === 'terminated' || this.state === 'completed' || this.state === 'accepted') return;
+    if (kind === 'no-response' && this.isInvite && this.state !== 'calling') return;
+    if (kind === 'timer-b' && this.state !== 'calling') return;
+    this.layer.guard(() => this.handlers.onTimeout?.(kind, this));
+    this.terminate(true);
+  }
+
+  /** @internal a response matched this transaction */
+  receive(res: SipResponse): void {
+    const s = res.status;
+    const t = this.layer.timers;
+    switch (this.state) {
+      case 'calling':
+      case 'trying':
+      case 'proceeding': {
+        clearTimeout(this.noResponseTimer);
+        this.noResponseTimer = undefined;
+        if (s < 200) {
+          if (this.isInvite) {
+            clearTimeout(this.retransTimer);
+            clearTimeout(this.timeoutTimer);
+            this.retransTimer = this.timeoutTimer = undefined;
+            if (this.useTimerC && !this.cancelSent) {
+              clearTimeout(this.timerC);
+              this.timerC = setTimeout(() => {
+                if (this.state !== 'proceeding') return;
+                this.layer.guard(() => this.handlers.onTimeout?.('timer-c', this));
+                // RFC 3261 §16.8: a provisional was received, so the transaction is CANCELled (the TU answers 408)
+                this.cancel();
+              }, t.inviteTimeoutMs);
+            }
+          } else if (!this.reliable && this.state === 'trying') {
+            // Timer E continues at T2 in proceeding
+            clearTimeout(this.retransTimer);
+            this.retransInterval = t.t2Ms;
+            this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+          }
+          this.state = 'proceeding';
+          const first = !this.provisionalSeen;
+          this.provisionalSeen = true;
+          this.layer.guard(() => this.handlers.onResponse(res, this));
+          if (first && this.cancelPending) this.sendCancel();
+          return;
+        }
+        this.clearRunning();
+        this.finalResponse = res;
+        if (this.isInvite && s < 300) {
+          this.state = 'accepted';
+          this.endTimer = setTimeout(() => this.terminate(true), 64 * t.t1Ms); // Timer M
+        } else {
+          this.state = 'completed';
+          if (this.isInvite) {
+            this.ackWire = this.buildAck(res).toBuffer();
+            this.send(this.ackWire);
+            this.endTimer = setTimeout(() => this.terminate(true), this.reliable ? 0 : TIMER_D_MS);
+          } else {
+            this.endTimer = setTimeout(() => this.terminate(true), this.reliable ? 0 : t.t4Ms); // Timer K
+          }
+        }
+        this.layer.guard(() => this.handlers.onResponse(res, this));
+        return;
+      }
+      case 'accepted':
+        // every 2xx goes up: the proxy forwards 2xx retransmissions (RFC 6026)
+        if (s >= 200 && s < 300) this.layer.guard(() => this.handlers.onResponse(res, this));
+        return;
+      case 'completed':
+        // a retransmitted final: re-send the ACK (INVITE), absorb it
+        this.layer.metrics?.sipRetransmissions?.inc({ method: this.method });
+        if (this.ackWire !== undefined && s >= 300) this.send(this.ackWire);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private clearRunning(): void {
+    clearTimeout(this.retransTimer);
+    clearTimeout(this.timeoutTimer);
+    clearTimeout(this.noResponseTimer);
+    clearTimeout(this.timerC);
+    clearTimeout(this.cancelTimer);
+    this.retransTimer = this.timeoutTimer = this.noResponseTimer = this.timerC = this.cancelTimer = undefined;
+  }
+
+  /** RFC 3261 §17.1.1.3: the ACK for a non-2xx final, built from the request we sent. */
+  private buildAck(res: SipResponse): SipRequest {
+    const req = this.request;
+    const headers: HeaderLine[] = [];
+    const top = req.headers.find((h) => h.lname === 'via');
+    if (top) headers.push(headerLine('Via', req.tryTopVia()?.raw ?? top.value));
+    headers.push(headerLine('Max-Forwards', '70'));
+    for (const h of req.headers) if (h.lname === 'route') headers.push(headerLine('Route', h.value));
+    headers.push(headerLine('From', req.getHeader('from') ?? ''));
+    headers.push(headerLine('To', res.getHeader('to') ?? req.getHeader('to') ?? ''));
+    headers.push(headerLine('Call-ID', req.getHeader('call-id') ?? ''));
+    headers.push(headerLine('CSeq', `${req.tryCSeq()?.seq ?? 0} ACK`));
+    return new SipRequest('ACK', req.uriRaw, headers);
+  }
+
+  /** RFC 3261 §9.1: the CANCEL for this INVITE (same Request-URI, top Via, From, To, Call-ID, CSeq number, Route). */
+  buildCancel(reason?: string): SipRequest {
+    const req = this.request;
+    const headers: HeaderLine[] = [];
+    headers.push(headerLine('Via', req.tryTopVia()?.raw ?? req.getHeader('via') ?? ''));
+    headers.push(headerLine('Max-Forwards', '70'));
+    for (const h of req.headers) if (h.lname === 'route') headers.push(headerLine('Route', h.value));
+    headers.push(headerLine('From', req.getHeader('from') ?? ''));
+    headers.push(headerLine('To', req.getHeader('to') ?? ''));
+    headers.push(headerLine('Call-ID', req.getHeader('call-id') ?? ''));
+    headers.push(headerLine('CSeq', `${req.tryCSeq()?.seq ?? 0} CANCEL`));
+    if (reason !== undefined) headers.push(headerLine('Reason', reason));
+    return new SipRequest('CANCEL', req.uriRaw, headers);
+  }
+
+  /**
+   * Cancels this INVITE: sends CANCEL now if a provisional was received, else as soon as one arrives (§9.1).
+   * If no final response arrives within 64*T1 after the CANCEL, onTimeout('cancel-timeout') and the transaction ends.
+   * No-op for non-INVITE, after a final response, or when already cancelled. `reason`: optional Reason header value.
+   */
+  cancel(reason?: string): void {
+    if (!this.isInvite || this.cancelPending || this.cancelSent) return;
+    if (this.state !== 'calling' && this.state !== 'proceeding') return;
+    this.cancelReason = reason;
+    if (this.provisionalSeen) this.sendCancel();
+    else this.cancelPending = true;
+  }
+
+  /** True once cancel() was called. */
+  get cancelled(): boolean { return this.cancelPending || this.cancelSent; }
+
+  private sendCancel(): void {
+    if (this.cancelSent) return;
+    this.cancelPending = false;
+    this.cancelSent = true;
+    clearTimeout(this.timerC);
+    this.timerC = undefined;
+    const cancel = this.buildCancel(this.cancelReason);
+    // its own non-INVITE client transaction with the same branch (keyed by method), response swallowed
+    this.layer.sendRequest(cancel, this.destination, { onResponse: () => undefined }, { via: 'keep' });
+    this.cancelTimer = setTimeout(() => {
+      if (this.state !== 'calling' && this.state !== 'proceeding') return;
+      this.layer.guard(() => this.handlers.onTimeout?.('cancel-timeout', this));
+      this.terminate(true);
+    }, 64 * this.layer.timers.t1Ms);
+  }
+
+  /** Ends the transaction now (clears timers). */
+  terminate(notify = true): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    this.clearRunning();
+    clearTimeout(this.endTimer);
+    this.endTimer = undefined;
+    this.layer.removeClient(this);
+    if (notify) this.layer.guard(() => this.handlers.onTerminated?.(this));
+  }
+}
