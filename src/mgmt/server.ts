@@ -198,7 +198,13 @@ export class MgmtServer {
     };
     return [
       { pattern: /^\/health\/?$/, template: '/health', methods: { GET: async () => {
-        const extra = a.health ? await a.health() : {};
+        let extra: Record<string, unknown> = {};
+        try {
+          if (a.health) extra = await a.health();
+        } catch (e) {
+          // A health check that cannot even run is itself the answer: not healthy.
+          extra = { status: 'error', error: describeError(e) };
+        }
         const status = typeof extra.status === 'string' ? extra.status : 'ok';
         return { status: status === 'ok' ? 200 : 503, body: { uptimeSec: Math.round((Date.now() - this.startedAt) / 1000), ...extra, status } };
       } } },

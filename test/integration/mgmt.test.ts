@@ -145,5 +145,14 @@ describe('management HTTP interface', () => {
     } finally {
       await open.close();
     }
+    const failing = createMgmtServer({ host: '127.0.0.1', port: 0, log: silentLogger(), actions: { health: () => { throw new Error('pool closed'); } } });
+    const f = await failing.listen();
+    try {
+      const res = await fetch(`${f.url}/health`);
+      expect(res.status).toBe(503);
+      expect(await json(res)).toMatchObject({ status: 'error', error: 'pool closed' });
+    } finally {
+      await failing.close();
+    }
   });
 });
