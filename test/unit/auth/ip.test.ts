@@ -160,4 +160,44 @@ describe('AddressTable', () => {
     expect(table.match('192.0.2.5', 5060, 'udp')).toBeUndefined();
     expect(table.size).toBe(3);
   });
+
+  it('agrees with a brute-force scan over random rows and sources (IPv4 and IPv6)', () => {
+    const v4Row = fc.record({
+      a: fc.integer({ min: 0, max: 3 }), b: fc.integer({ min: 0, max: 3 }), c: fc.integer({ min: 0, max: 255 }),
+      mask: fc.integer({ min: 0, max: 32 }), port: fc.constantFrom(0, 0, 5060, 5061), proto: fc.constantFrom('any', 'any', 'udp', 'tcp'),
+      grp: fc.integer({ min: 0, max: 2 }),
+    }).map((r) => ({ ...r, ip: `10.${r.a}.${r.b}.${r.c}` }));
+    const v6Row = fc.record({
+      g: fc.integer({ min: 0, max: 3 }), h: fc.integer({ min: 0, max: 0xffff }),
+      mask: fc.integer({ min: 0, max: 128 }), port: fc.constantFrom(0, 5060), proto: fc.constantFrom('any', 'udp', 'tcp'),
+      grp: fc.integer({ min: 0, max: 2 }),
+    }).map((r) => ({ ...r, ip: `2001:db8:${r.g}::${r.h.toString(16)}` }));
+    const probe = fc.record({
+      ip: fc.oneof(
+        fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 255 })).map(([a, b, c]) => `10.${a}.${b}.${c}`),
+        fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffff })).map(([g, h]) => `2001:db8:${g}::${h.toString(16)}`),
+      ),
+      port: fc.constantFrom(5060, 5061, 5070), proto: fc.constantFrom('udp' as const, 'tcp' as const),
+    });
+    fc.assert(fc.property(fc.array(fc.oneof(v4Row, v6Row), { maxLength: 40 }), fc.array(probe, { minLength: 1, maxLength: 20 }), (specs, probes) => {
+      const rows = specs.map((r, i) => row(`r${String(i).padStart(3, '0')}`, r.ip, r.mask, `acc${i}`, { port: r.port, proto: r.proto, grp: r.grp }));
+      const { table } = AddressTable.build(rows);
+      for (const p of probes) {
+        const src = parseIp(p.ip)!;
+        let best: { len: number; rank: number; grp: number; id: string; acc: string } | undefined;
+        for (const r of rows) {
+          const pre = makePrefix(r.ip_addr, Number(r.mask))!;
+          if (pre.ip.v !== src.v) continue;
+          const bits = pre.ip.v === 4 ? 32 : 128;
+          const shift = BigInt(bits - pre.len);
+          if ((BigInt(src.n) >> shift) !== (BigInt(pre.ip.n) >> shift)) continue;
+          if (!(r.port === 0 || r.port === p.port) || !(r.proto === 'any' || r.proto === p.proto)) continue;
+          const cand = { len: pre.len, rank: (r.port !== 0 ? 2 : 0) + (r.proto !== 'any' ? 1 : 0), grp: Number(r.grp), id: String(r.id), acc: r.accountcode };
+          const better = !best || cand.len > best.len || (cand.len === best.len && (cand.rank > best.rank || (cand.rank === best.rank && (cand.grp < best.grp || (cand.grp === best.grp && cand.id < best.id)))));
+          if (better) best = cand;
+        }
+        expect(table.match(p.ip, p.port, p.proto)?.accountcode).toBe(best?.acc);
+      }
+    }), { numRuns: 300 });
+  });
 });
