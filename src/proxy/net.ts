@@ -126,7 +126,17 @@ export async function openNet(opts: NetOptions): Promise<ProxyNet> {
     return c;
   };
 
-  for (const l of opts.listen) {
+  try {
+    for (const l of opts.listen) await bindOne(l);
+  } catch (e) {
+    // A listener that cannot bind (address in use, bad host) leaves nothing open behind it.
+    closed = true;
+    for (const u of udps) u.sock.close();
+    for (const s of servers) s.close();
+    throw new GwError('GW_ERR_SIP_TRANSPORT', `cannot listen: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+
+  async function bindOne(l: { proto: TransportProto; host: string; port: number }): Promise<void> {
     if (l.proto === 'udp') {
       const sock = createSocket({ type: isIPv6(l.host) ? 'udp6' : 'udp4', reuseAddr: false });
       await new Promise<void>((resolve, reject) => {

@@ -39,6 +39,8 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     if (req.tryTo()?.tag !== undefined) {
       const lr = looseRoute(req, identity);
       if (lr.kind === 'routed') {
+        // Account codes are only ever ours, in-dialog too (a re-INVITE must not smuggle one to Asterisk).
+        req.removeHeader(ACCOUNTCODE_HEADER);
         core.noteInDialog(inb, lr.ftag);
         return core.relayInDialog(inb, lr.nextHopUri, lr.outProto);
       }
