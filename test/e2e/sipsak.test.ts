@@ -32,9 +32,6 @@ let dir: string;
 let port: number;
 
 beforeAll(async () => {
-  // Fail (not skip) when the tool is missing: CI installs it.
-  const v = await sipsak(['--version']);
-  expect(v.stdout + v.stderr).toMatch(/sipsak 0\.9/);
   answer = await startCallee({ id: 'answer', behaviour: { kind: 'answer', ringMs: 20 } });
   busy = await startCallee({ id: 'busy', behaviour: { kind: 'reject', status: 486, reason: 'Busy Here' } });
   let lastErr: unknown;
@@ -81,6 +78,12 @@ async function inviteFile(callId: string, extra: string[] = []): Promise<string>
 }
 
 describe('sipsak against the gateway', () => {
+  // Fails (never skips) when the tool is missing: CI installs it, and every test below fails with the same message.
+  it('sipsak is installed', async () => {
+    const v = await sipsak(['--version']);
+    expect(v.stdout + v.stderr).toMatch(/sipsak \d+\.\d+/);
+  });
+
   it('OPTIONS to the gateway over UDP gets 200 (sipsak exit code 0)', async () => {
     const r = await sipsak(['-vv', '-s', `sip:monitor@127.0.0.1:${port}`]);
     expect(r.code).toBe(0);
