@@ -49,9 +49,9 @@ export async function runCtl(argv: string[], opts: CtlOptions = {}): Promise<num
   program.command('health').description('is the gateway up? (GET /health)')
     .action(run(async (c) => {
       const body = await call(c, 'GET', '/health', undefined, [200, 503]);
+      if ((body as { status?: unknown }).status !== 'ok') code = 1;
       if (c.json) return printJson(out, body);
       out(keyValues(body as Record<string, unknown>));
-      if ((body as { status?: unknown }).status !== 'ok') code = 1;
     }));
 
   const disp = program.command('dispatcher').description('destinations and their states');
