@@ -193,7 +193,8 @@ export class Dialogs {
     const expired: Confirmed[] = [];
     let restored = 0;
     for (const rec of records.values()) {
-      if (!isDialogRecord(rec) || this.confirmed.has(rec.key)) continue;
+      // A gateway restores only its own dialogs (dialog.instance), from either store.
+      if (!isDialogRecord(rec) || rec.instance !== this.cfg.instance || this.confirmed.has(rec.key)) continue;
       rec.info.callerCseq += CSEQ_RESTORE_BUMP;
       rec.info.calleeCseq += CSEQ_RESTORE_BUMP;
       rec.updated = now;
