@@ -392,6 +392,13 @@ export class Dispatcher {
     for (const d of this.byId.values()) yield { setId: d.setId, id: d.id, uri: d.uri, state: d.state, activeCalls: d.activeCalls };
   }
 
+  /** Distinct hosts of every loaded destination (disabled included), e.g. for auth's never-ban whitelist. */
+  hosts(): string[] {
+    const out = new Set<string>();
+    for (const d of this.byId.values()) out.add(d.target.host);
+    return [...out];
+  }
+
   lastLoadedAt(): number | undefined {
     return this.loadedAt;
   }

@@ -46,10 +46,12 @@ export function createDispatch(opts: {
   probe?: ProxyActions['probe'];
   log: Logger;
   metrics?: Metrics;
+  /** After every successful (re)load, e.g. `() => auth.setExtraWhitelist(stage.dispatcher.hosts())`. */
+  onLoaded?: (summary: LoadSummary) => void;
 }): DispatchStage {
   const log = opts.log.child({ module: 'dispatch' });
   const dispatcher = new Dispatcher({ config: opts.config, log, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
-  const store = new DispatcherStore({ db: opts.db, dispatcher, log, reloadSec: opts.config.reloadSec, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
+  const store = new DispatcherStore({ db: opts.db, dispatcher, log, reloadSec: opts.config.reloadSec, ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.onLoaded ? { onLoaded: opts.onLoaded } : {}) });
   const prober = new Prober({ dispatcher, ...(opts.probe ? { probe: opts.probe } : {}), intervalMs: Math.round(opts.config.probeIntervalSec * 1000), timeoutMs: opts.config.probeTimeoutMs, log });
   opts.metrics?.setDispatcherSource(() => dispatcher.gaugeViews());
   return {

@@ -20,6 +20,8 @@ export interface DispatcherStoreOptions {
   metrics?: Metrics;
   /** Reload every N seconds; 0 = only on demand. */
   reloadSec?: number;
+  /** Called after every successful load (e.g. `() => auth.setExtraWhitelist(dispatcher.hosts())`). Must not throw. */
+  onLoaded?: (summary: LoadSummary) => void;
 }
 
 /** Reads every gw_dispatcher row. Throws GwError GW_ERR_DB_QUERY on failure. */
@@ -59,6 +61,11 @@ export class DispatcherStore {
         const rows = await readDispatcherRows(this.opts.db);
         const summary = this.opts.dispatcher.load(rows);
         this.opts.metrics?.dispatcherReloads.inc({ result: 'ok' });
+        try {
+          this.opts.onLoaded?.(summary);
+        } catch (e) {
+          this.opts.log.error({ err: describeError(e) }, 'dispatcher onLoaded callback threw');
+        }
         return summary;
       } catch (e) {
         this.opts.metrics?.dispatcherReloads.inc({ result: 'error' });

@@ -18,6 +18,7 @@ describe('dispatcher loading from gw_dispatcher', () => {
   let stage: DispatchStage;
   const metrics = createMetrics();
   const probes: string[] = [];
+  const whitelists: string[][] = [];
 
   beforeAll(async () => {
     t = await createTestDb();
@@ -35,6 +36,7 @@ describe('dispatcher loading from gw_dispatcher', () => {
       probe: async (target) => { probes.push(target.id); return 200; },
       log: silentLogger(),
       metrics,
+      onLoaded: () => whitelists.push(stage.dispatcher.hosts().sort()),
     });
   });
   afterAll(async () => {
@@ -57,6 +59,7 @@ describe('dispatcher loading from gw_dispatcher', () => {
     await new Promise((r) => setImmediate(r));
     expect(probes.sort()).toEqual(['1', '2', '4']);
     expect(stage.dispatcher.get('3')!.state).toBe('disabled');
+    expect(whitelists).toEqual([['10.0.0.1', '10.0.0.2', '10.0.0.3', '2001:db8::4']]);
   });
 
   it('reloads without dropping calls: surviving destinations keep state and active calls', async () => {
