@@ -149,8 +149,9 @@ class Writer<R> implements BatchWriter<R> {
   private readonly maxQueue: number;
   private readonly segmentMaxBytes: number;
 
-  // Memory queue: rows[head..] are pending (head index keeps shift O(1)).
-  private mem: Row[] = [];
+  // Memory queue: records mem[head..] are pending (head index keeps shift O(1)). They are mapped to rows
+  // when journaled, off the caller's path, so enqueue() is a push.
+  private mem: R[] = [];
   private head = 0;
   private segments: Segment[] = [];
   private active: Segment | null = null;
@@ -247,22 +248,14 @@ class Writer<R> implements BatchWriter<R> {
       this.log.error({ table: this.spec.table }, 'record enqueued after close: not written');
       return;
     }
-    let row: Row;
-    try {
-      row = this.spec.toRow(record);
-    } catch (e) {
-      this.st.rejected++;
-      this.log.error({ err: describeError(e), record: record as unknown }, 'record rejected by the row mapper');
-      return;
-    }
     if (this.mem.length - this.head >= this.maxQueue) {
       this.st.dropped++;
       if (this.st.dropped === 1 || this.st.dropped % 1000 === 0) {
-        this.log.error({ dropped: this.st.dropped, record: row }, 'memory queue full and journal not writable: record dropped');
+        this.log.error({ dropped: this.st.dropped, record: record as unknown }, 'memory queue full and journal not writable: record dropped');
       }
       return;
     }
-    this.mem.push(row);
+    this.mem.push(record);
     if (this.mem.length - this.head >= this.batchSize) this.kick();
   }
 
@@ -360,9 +353,10 @@ class Writer<R> implements BatchWriter<R> {
       }
       // Journal unusable: write memory straight to MySQL (after the journal backlog, so order holds).
       if (this.mem.length > this.head && Date.now() < this.journalBrokenUntil) {
-        const rows = this.mem.slice(this.head, this.head + this.batchSize);
-        if (!(await this.insert(this.header, rows))) return;
-        this.takeMem(rows.length);
+        const recs = this.mem.slice(this.head, this.head + this.batchSize);
+        const rows = this.toRows(recs);
+        if (rows.length > 0 && !(await this.insert(this.header, rows))) return;
+        this.takeMem(recs.length);
         continue;
       }
       return;
@@ -502,7 +496,12 @@ class Writer<R> implements BatchWriter<R> {
     return this.withJournal(async () => {
       const n = this.mem.length - this.head;
       if (n === 0 || Date.now() < this.journalBrokenUntil) return;
-      const rows = this.mem.slice(this.head, this.head + n);
+      const recs = this.mem.slice(this.head, this.head + n);
+      const rows = this.toRows(recs);
+      if (rows.length === 0) {
+        this.takeMem(n);
+        return;
+      }
       let seg = this.active;
       let text = '';
       try {
@@ -523,7 +522,7 @@ class Writer<R> implements BatchWriter<R> {
       seg.bytes += Buffer.byteLength(text);
       seg.count += rows.length;
       if (seg.rows) for (const r of rows) seg.rows.push(r);
-      this.takeMem(rows.length);
+      this.takeMem(n);
       if (seg.bytes >= this.segmentMaxBytes) await this.seal(seg, seg.committed >= seg.count);
       this.gauges();
     });
@@ -581,6 +580,20 @@ class Writer<R> implements BatchWriter<R> {
       if ((e as { code?: string }).code !== 'ENOENT') this.log.error({ err: describeError(e), file: seg.path }, 'journal: cannot delete a committed segment');
     });
     this.gauges();
+  }
+
+  /** Records → rows; a record the mapper throws on is refused (counted, logged), never retried. */
+  private toRows(recs: R[]): Row[] {
+    const rows: Row[] = [];
+    for (const rec of recs) {
+      try {
+        rows.push(this.spec.toRow(rec));
+      } catch (e) {
+        this.st.rejected++;
+        this.log.error({ err: describeError(e), record: rec as unknown }, 'record rejected by the row mapper');
+      }
+    }
+    return rows;
   }
 
   private takeMem(n: number): void {

@@ -1,0 +1,101 @@
+// CDR write throughput of the batched journaled writer into MariaDB (gw_cdr rows/s), against a private
+// MariaDB started for the run (innodb_flush_log_at_trx_commit=2, as src/devdb configures it).
+// Cases: batch size 1 / 100 / 500 with journal fsync 'batch' (default) and 'none'; plus the replay rate of a
+// journal written while MySQL was down. Records are enqueued in one burst; the clock stops when every row is
+// committed (queue and journal empty). Also reports the synchronous enqueue() cost on the caller's side.
+// Run: npx tsx bench/cdr-write.ts [records-for-batched-cases]
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cdrTable, type CdrRecord } from '../src/acc/records.js';
+import { migrate } from '../src/db/migrate.js';
+import { createDb, type Db } from '../src/db/pool.js';
+import { loadA2BillingFixture } from '../src/devdb/fixture.js';
+import { startPrivateMariaDb } from '../src/devdb/private-mariadb.js';
+import { silentLogger } from '../src/log.js';
+import { openBatchWriter, recKey, type BatchWriter, type FsyncPolicy } from '../src/store/index.js';
+
+const N = Number(process.argv[2] ?? 50_000);
+const T0 = Date.UTC(2026, 10, 22, 8, 0, 0);
+
+function cdr(run: string, i: number): CdrRecord {
+  const created = T0 + i * 10;
+  return {
+    key: recKey('bench', run, i), callId: `${run}-${i}-a84b4c76e66710@pc33.example.com`, fromTag: `ft${i}`, toTag: `tt${i}`,
+    created, answered: created + 2000, ended: created + 62_000, setupMs: 2000, durationSec: 60, durationMs: 60_000, endReason: 'bye-caller',
+    sipCode: 200, accountcode: '4242424242', cardId: 1, srcUser: 'alice', srcDomain: 'example.com', dstUser: `44207946${String(i % 10000).padStart(4, '0')}`,
+    dstDomain: 'gw.example.net', srcIp: '192.0.2.10', authMethod: 'digest', destination: 'sip:10.0.0.5:5060;transport=udp', maxDurationSec: 5400,
+  };
+}
+
+async function drained(w: BatchWriter<CdrRecord>): Promise<void> {
+  for (;;) {
+    const s = w.stats();
+    if (s.queued === 0 && s.journalRecords === 0) return;
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function count(db: Db, prefix: string): Promise<number> {
+  const [rows] = await db.query('SELECT COUNT(*) AS n FROM gw_cdr WHERE callid LIKE ?', [`${prefix}-%`]);
+  return Number((rows as Array<{ n: number }>)[0]!.n);
+}
+
+async function runCase(db: Db, dir: string, batchSize: number, fsync: FsyncPolicy, n: number): Promise<{ rowsPerSec: number; enqueueUs: number; batches: number }> {
+  const run = `b${batchSize}${fsync}`;
+  const w = await openBatchWriter({ name: run, spec: cdrTable, db, journalDir: dir, log: silentLogger(), batchSize, flushIntervalMs: 200, fsync });
+  const recs = Array.from({ length: n }, (_, i) => cdr(run, i));
+  const t0 = process.hrtime.bigint();
+  for (const r of recs) w.enqueue(r);
+  const t1 = process.hrtime.bigint();
+  await w.flush();
+  await drained(w);
+  const t2 = process.hrtime.bigint();
+  const batches = w.stats().batches;
+  await w.close();
+  const landed = await count(db, run);
+  if (landed !== n) throw new Error(`${run}: ${landed} rows landed, expected ${n}`);
+  return { rowsPerSec: n / (Number(t2 - t0) / 1e9), enqueueUs: Number(t1 - t0) / 1e3 / n, batches };
+}
+
+async function replayCase(db: Db, dir: string, n: number): Promise<number> {
+  const run = 'replay';
+  const dead = createDb({ url: 'mysql://nobody:x@127.0.0.1:1/none', poolSize: 1, connectTimeoutMs: 200 });
+  const w1 = await openBatchWriter({ name: run, spec: cdrTable, db: dead, journalDir: dir, log: silentLogger(), batchSize: 500, fsync: 'batch' });
+  for (let i = 0; i < n; i++) w1.enqueue(cdr(run, i));
+  await w1.close({ timeoutMs: 200 });
+  await dead.end();
+  if (w1.stats().journalRecords !== n) throw new Error(`journal holds ${w1.stats().journalRecords}, expected ${n}`);
+  const t0 = process.hrtime.bigint();
+  const w2 = await openBatchWriter({ name: run, spec: cdrTable, db, journalDir: dir, log: silentLogger(), batchSize: 500 });
+  await drained(w2);
+  const t1 = process.hrtime.bigint();
+  await w2.close();
+  if ((await count(db, run)) !== n) throw new Error('replay lost or doubled rows');
+  return n / (Number(t1 - t0) / 1e9);
+}
+
+const server = await startPrivateMariaDb({ log: (m) => console.error(`[bench-db] ${m}`) });
+const dir = await mkdtemp(join(tmpdir(), 'a2b-bench-cdr-'));
+const admin = createDb({ url: server.rootUrl, poolSize: 1 });
+await admin.query('CREATE DATABASE bench CHARACTER SET utf8mb4');
+await admin.end();
+const db = createDb({ url: `${server.rootUrl}bench`, poolSize: 4 });
+try {
+  await loadA2BillingFixture(db);
+  await migrate(db);
+  console.log(`cdr-write: ${new Date().toISOString()} node ${process.version}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}`);
+  console.log('batch  fsync  records  rows/s   batches  enqueue µs/rec');
+  for (const fsync of ['batch', 'none'] as const) {
+    for (const [batchSize, n] of [[1, Math.min(3000, N)], [100, N], [500, N]] as const) {
+      const r = await runCase(db, dir, batchSize, fsync, n);
+      console.log(`${String(batchSize).padStart(5)}  ${fsync.padEnd(5)}  ${String(n).padStart(7)}  ${String(Math.round(r.rowsPerSec)).padStart(7)}  ${String(r.batches).padStart(7)}  ${r.enqueueUs.toFixed(2)}`);
+    }
+  }
+  const rr = await replayCase(db, dir, Math.min(N, 20_000));
+  console.log(`journal replay after an outage (batch 500): ${Math.round(rr)} rows/s`);
+} finally {
+  await db.end();
+  await server.stop();
+  await rm(dir, { recursive: true, force: true });
+}
