@@ -1,23 +1,29 @@
-// The proxy core (RFC 3261 §16): transaction-stateful forwarding with serial failover, Timer C, CANCEL,
-// hop-by-hop ACK for non-2xx, loose-routed in-dialog requests, stateless relaying of 2xx retransmissions,
-// and the actions stages may use (BYE both sides, OPTIONS probes). Policy lives in script.ts; this file
-// only offers the primitives the script calls (reply, drop, relay, forward) and runs the state machines.
+// The proxy core (RFC 3261 §16): the transaction user on top of the SIP core's transaction layer.
+// Stateful forwarding with serial failover, Timer C answers, CANCEL propagation, loose-routed in-dialog
+// requests, stateless relaying of 2xx retransmissions, and the actions stages may use (BYE both sides,
+// OPTIONS probes). Policy lives in script.ts; this file offers the primitives the script calls (reply, drop,
+// relayInDialog, forward) and runs the forwarding state. Retransmissions, hop-by-hop ACKs, Timer C's CANCEL
+// and the §17 timers belong to src/sip/transaction.ts.
+import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import {
-  createRequest, createResponse, formatVia, newBranch, parseUri, newCallId, newTag, REASONS,
-  type SipMessage, type SipParseError, type SipRequest, type SipResponse, type SipUri, type TransportProto, type Via,
+  createRequest, createResponse, formatVia, newBranch, newCallId, newTag, parseUri, REASONS,
+  type ClientTransaction, type Destination, type MessageSource, type ServerTransaction, type SipParseError,
+  type SipRequest, type SipResponse, type SipTransport, type SipUri, type TimeoutKind, type TransactionUser,
+  type TransportProto, TransactionLayer,
 } from '../sip/index.js';
 import { factsOf } from './facts.js';
 import type {
   Authenticated, CallEvent, DialogInfo, EndReason, HeaderList, ProxyActions, ProxyHooks, RequestFacts, Source, Target,
   TargetFailure,
 } from './hooks.js';
-import type { Destination, ProxyNet } from './net.js';
 import { hopOfUri, isOurs, recordRouteFor, type Iface, type Identity } from './route.js';
-import { ClientTx, ServerTx, serverKey, responseDestination, TxLayer, viaDestination, type TxTimers } from './tx.js';
 
-export interface CoreConfig extends TxTimers {
+export interface CoreConfig {
+  t1Ms: number;
+  t2Ms: number;
+  t4Ms: number;
   inviteTimeoutMs: number;
   noResponseTimeoutMs: number;
   maxForwards: number;
@@ -36,32 +42,33 @@ export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, NO
 export interface Inbound {
   readonly req: SipRequest;
   readonly facts: RequestFacts;
-  /** Undefined for ACK (never answered). */
-  readonly st: ServerTx | undefined;
+  /** Null for ACK (never answered). */
+  readonly st: ServerTransaction | null;
+  /** The interface it arrived on. */
   readonly iface: Iface;
 }
 
 /** One hop a request can be sent to. */
 interface Hop {
   target: Target | undefined;
-  dest: Destination;
-  /** Rewrite the Request-URI to the target (initial requests to a dispatcher box). */
+  /** Resolved lazily (a target or next hop may be a host name). */
+  dest: Destination | undefined;
+  uri: SipUri | undefined;
+  /** Transport to use when the URI does not say (double Record-Route). */
+  proto: TransportProto;
+  /** Rewrite the Request-URI to this (initial requests to a dispatcher box). */
   ruri: string | undefined;
 }
 
 interface Branch {
-  tx: ClientTx;
+  ct: ClientTransaction | undefined;
   hop: Hop;
   rr: string[];
-  provisional: boolean;
-  cancelSent: boolean;
-  fr: NodeJS.Timeout | undefined;
-  timerC: NodeJS.Timeout | undefined;
 }
 
 /** One stateful forwarding: a server transaction and its serial branches. */
 interface Forwarding {
-  st: ServerTx;
+  st: ServerTransaction;
   base: SipRequest;
   inbound: Inbound;
   hops: Hop[];
@@ -73,140 +80,105 @@ interface Forwarding {
   auth: Authenticated | undefined;
   release: (() => void) | undefined;
   cancelled: boolean;
+  /** A final answer went upstream (relayed or ours). */
   done: boolean;
+  answered: boolean;
   startedAt: number;
   lastFailure: { status: number; reason: string; target: Target | undefined } | undefined;
 }
 
-export class ProxyCore implements ProxyActions {
-  readonly layer: TxLayer;
-  private readonly forwardings = new Map<ServerTx, Forwarding>();
-  /** Answered calls still in progress: release callbacks from authorize, by Call-ID. */
+export class ProxyCore implements ProxyActions, TransactionUser {
+  readonly layer: TransactionLayer;
+  private readonly forwardings = new Map<ServerTransaction, Forwarding>();
+  /** Answered calls still up: release callbacks from authorize, by Call-ID. */
   private readonly releases = new Map<string, () => void>();
-  private readonly probes = new Set<NodeJS.Timeout>();
+  private readonly pending = new Set<{ timer: NodeJS.Timeout; ct: ClientTransaction | undefined; done: (s: number) => void }>();
   stopping = false;
+  private script: (inb: Inbound) => Promise<void> = async () => undefined;
 
   constructor(
-    readonly net: ProxyNet,
+    readonly transport: SipTransport,
     readonly ifaces: Iface[],
     readonly identity: Identity,
     readonly cfg: CoreConfig,
     readonly hooks: ProxyHooks,
     readonly log: Logger,
     readonly metrics: Metrics | undefined,
-    /** The routing script: policy for every request that is not a retransmission, ACK of ours or matched CANCEL. */
-    private readonly script: (inb: Inbound) => Promise<void>,
   ) {
-    this.layer = new TxLayer(net, cfg, log);
+    // autoTrying off: the script sends 100 only once a request passed screening, so scanners learn nothing.
+    this.layer = new TransactionLayer({ transport, timers: cfg, logger: log, metrics, autoTrying: false }, this);
+  }
+
+  /** Installs the routing script (policy for every new request). */
+  setScript(script: (inb: Inbound) => Promise<void>): void {
+    this.script = script;
   }
 
   ifaceFor(proto: TransportProto): Iface | undefined {
     return this.ifaces.find((i) => i.proto === proto);
   }
 
-  // ------------------------------------------------------------------------------------------ receive path
+  // ------------------------------------------------------------------------------------------ TransactionUser
 
-  /** Entry point from the transport. Never throws. */
-  receive(msg: SipMessage | null, err: SipParseError | null, source: { proto: TransportProto; address: string; port: number }): void {
-    try {
-      if (this.stopping) return;
-      if (msg === null) {
-        this.onParseError(err, source);
-        return;
-      }
-      if (msg.isRequest()) this.onRequest(msg);
-      else this.onResponse(msg as SipResponse);
-    } catch (e) {
-      this.log.error({ err: e instanceof Error ? e.message : String(e), stack: e instanceof Error ? e.stack : undefined }, 'receive path fault');
-    }
-  }
-
-  private onParseError(err: SipParseError | null, source: { proto: TransportProto; address: string; port: number }): void {
-    if (!err) return;
-    const req = err.message;
-    if (!req) {
-      this.metrics?.sipDropped.inc({ reason: err.kind === 'too-large' ? 'oversize' : 'malformed' });
-      this.log.debug({ source, reason: err.reason }, 'unanswerable message dropped');
+  onRequest(req: SipRequest, st: ServerTransaction | null): void {
+    if (this.stopping) {
+      st?.terminate(false);
       return;
     }
-    this.log.info({ callId: req.getHeader('call-id'), source, status: err.status, reason: err.reason }, 'malformed request answered');
-    this.replyStateless(req, err.status, err.reason);
-  }
-
-  private onRequest(req: SipRequest): void {
     this.metrics?.sipRequests.inc({ method: KNOWN_METHODS.has(req.method) ? req.method : 'other' });
-    const src = req.source!;
-    const iface = this.ifaces.find((i) => i.proto === src.proto && i.port === src.localPort) ?? this.ifaceFor(src.proto)!;
-    const key = serverKey(req);
-    if (key === null) return;
-    const existing = this.layer.servers.get(key);
-
-    if (req.method === 'ACK') {
-      if (existing && existing.status >= 300) {
-        existing.ack(); // ACK for our non-2xx: absorbed here, the hop after us got its own
-        return;
-      }
-      this.runScript({ req, facts: factsOf(req), st: undefined, iface });
-      return;
-    }
-    if (existing) {
-      this.metrics?.sipRetransmissions.inc({ method: req.method });
-      existing.retransmitted();
-      return;
-    }
-    if (req.method === 'CANCEL') {
-      const inviteKey = key.replace(/\|CANCEL$/, '|INVITE');
-      const inv = this.layer.servers.get(inviteKey);
+    const src = req.source;
+    const proto = src?.proto ?? 'udp';
+    const iface = this.ifaces.find((i) => i.proto === proto && i.port === src?.localPort) ?? this.ifaceFor(proto)!;
+    if (req.method === 'CANCEL' && st) {
+      const inv = this.layer.matchInvite(req);
       if (inv) {
-        const st = new ServerTx(this.layer, key, req, req.callId);
-        this.send(st, createResponse(req, 200, { headers: this.serverHdr() }), 'local');
+        this.respond(st, createResponse(req, 200, { headers: this.serverHdr() }), 'local');
         this.cancelInvite(inv, req);
-        this.hooks.onCallEvent && this.emit({ type: 'transaction', facts: factsOf(req), status: 200, reason: 'OK', at: Date.now() });
+        this.emit({ type: 'transaction', facts: factsOf(req), status: 200, reason: 'OK', at: Date.now() });
         return;
       }
     }
-    const st = new ServerTx(this.layer, key, req, req.callId);
-    this.runScript({ req, facts: factsOf(req), st, iface });
-  }
-
-  private runScript(inb: Inbound): void {
+    const inb: Inbound = { req, facts: factsOf(req), st, iface };
     this.script(inb).catch((e: unknown) => {
       this.log.error({ callId: inb.facts.callId, err: e instanceof Error ? e.message : String(e) }, 'routing script fault');
-      if (inb.st && inb.st.status < 200) this.reply(inb, 500, 'Server Internal Error');
+      if (st) this.reply(inb, 500, 'Server Internal Error');
     });
   }
 
-  private onResponse(res: SipResponse): void {
+  /** A response no client transaction wants: 2xx retransmissions to INVITE after Timer M are relayed by Via. */
+  onStrayResponse(res: SipResponse): void {
     const via = res.tryTopVia();
-    if (!via || !via.branch) {
-      this.metrics?.sipDropped.inc({ reason: 'malformed' });
-      return;
-    }
-    // A CANCEL shares its INVITE's branch; its client transaction is keyed apart.
     const cseq = res.tryCSeq();
-    const ct = this.layer.clients.get(cseq?.method === 'CANCEL' ? `${via.branch}|CANCEL` : via.branch);
-    if (ct) {
-      ct.receive(res);
-      return;
-    }
-    // No transaction: a 2xx to INVITE retransmitted after our transaction ended is relayed by Via.
-    if (cseq?.method === 'INVITE' && res.status >= 200 && res.status < 300 && this.viaIsOurs(via)) {
-      this.relayStateless(res);
+    if (via && cseq?.method === 'INVITE' && res.status >= 200 && res.status < 300
+      && this.identity.hosts.has(via.host.toLowerCase()) && this.identity.ports.has(via.port ?? 5060)) {
+      res.popVia();
+      this.relayByVia(res);
       return;
     }
     this.metrics?.sipDropped.inc({ reason: 'no-transaction' });
   }
 
-  private viaIsOurs(via: Via): boolean {
-    return this.identity.hosts.has(via.host.toLowerCase()) && this.identity.ports.has(via.port ?? 5060);
+  /** Malformed input: answer what can be answered (400 "<what was wrong>", 505, 513), drop the rest. */
+  onParseError(err: SipParseError, source: MessageSource): void {
+    const req = err.message;
+    if (!req || this.stopping) {
+      this.metrics?.sipDropped.inc({ reason: err.kind === 'too-large' ? 'oversize' : 'malformed' });
+      this.log.debug({ remote: `${source.address}:${source.port}`, reason: err.reason }, 'unanswerable message dropped');
+      return;
+    }
+    this.log.info({ callId: req.getHeader('call-id'), remote: `${source.address}:${source.port}`, status: err.status, reason: err.reason }, 'malformed request answered');
+    const res = createResponse(req, err.status, { reason: err.reason, headers: this.serverHdr() });
+    this.metrics?.sipResponses.inc({ code: String(err.status), origin: 'local' });
+    this.transport.sendResponse(res, source.connectionId).catch((e: unknown) => this.sendFailed(e, req.getHeader('call-id')));
   }
 
-  private relayStateless(res: SipResponse): void {
-    res.popVia();
-    const next = res.tryTopVia();
-    if (!next) return;
+  private sendFailed(e: unknown, callId: string | undefined): void {
+    this.log.debug({ callId, err: e instanceof Error ? e.message : String(e) }, 'send failed');
+  }
+
+  private relayByVia(res: SipResponse): void {
     this.metrics?.sipResponses.inc({ code: String(res.status), origin: 'relayed' });
-    this.layer.sendQuiet(res.toBuffer(), viaDestination(next), res.getHeader('call-id') ?? '');
+    this.transport.sendResponse(res).catch((e: unknown) => this.sendFailed(e, res.getHeader('call-id')));
   }
 
   // ------------------------------------------------------------------------------------------ script primitives
@@ -217,33 +189,25 @@ export class ProxyCore implements ProxyActions {
     return h;
   }
 
-  /** Answers a request locally (statefully when it has a server transaction). */
+  /** Answers a request locally (statefully). ACKs are never answered. */
   reply(inb: Inbound, status: number, reason?: string, headers?: HeaderList): void {
-    if (!inb.st) return; // ACK: never answered
+    if (!inb.st) return;
     const res = createResponse(inb.req, status, { reason: reason ?? REASONS[status], headers: this.serverHdr(headers) });
     if (status >= 200) this.log.info({ callId: inb.facts.callId, method: inb.req.method, status, reason: res.reason }, 'request answered locally');
-    this.send(inb.st, res, 'local');
+    this.respond(inb.st, res, 'local');
   }
 
   /** Says nothing (banned source, ACK nobody wants); the server transaction, if any, is forgotten. */
   drop(inb: Inbound, reason: string): void {
     this.metrics?.sipDropped.inc({ reason: reason.split(' ')[0]!.toLowerCase() });
     this.log.debug({ callId: inb.facts.callId, method: inb.req.method, reason }, 'request dropped');
-    inb.st?.destroy();
+    inb.st?.terminate(false);
   }
 
-  private replyStateless(req: SipRequest, status: number, reason: string): void {
-    const dest = responseDestination(req);
-    if (!dest) return;
-    const res = createResponse(req, status, { reason, headers: this.serverHdr() });
-    this.metrics?.sipResponses.inc({ code: String(status), origin: 'local' });
-    this.layer.sendQuiet(res.toBuffer(), dest, req.getHeader('call-id') ?? '');
-  }
-
-  private send(st: ServerTx, res: SipResponse, origin: 'local' | 'relayed'): void {
-    if (st.status >= 200) return;
-    this.metrics?.sipResponses.inc({ code: String(res.status), origin });
-    st.respond(res);
+  private respond(st: ServerTransaction, res: SipResponse, origin: 'local' | 'relayed'): boolean {
+    const ok = st.respond(res);
+    if (ok) this.metrics?.sipResponses.inc({ code: String(res.status), origin });
+    return ok;
   }
 
   /** Is this URI one of ours (Route, Request-URI)? */
@@ -251,29 +215,9 @@ export class ProxyCore implements ProxyActions {
     return isOurs(uri, this.identity);
   }
 
-  /** Adds received/rport to the top Via from the packet's source (RFC 3261 §18.2.1, RFC 3581). */
-  private stampVia(req: SipRequest): void {
-    const via = req.tryTopVia();
-    const src = req.source;
-    if (!via || !src) return;
-    const needReceived = via.host !== src.address;
-    const needRport = via.rport === null || (src.proto === 'tcp' && via.rport === undefined);
-    if (!needReceived && !needRport) return;
-    let params = '';
-    for (const [k, v] of via.params) {
-      if (k === 'received' || k === 'rport') continue;
-      params += v === null ? `;${k}` : `;${k}=${v}`;
-    }
-    if (needReceived || via.received !== undefined) params += `;received=${src.address}`;
-    if (needRport) params += `;rport=${src.port}`;
-    else if (via.rport !== undefined) params += `;rport=${via.rport}`;
-    req.replaceTopVia(formatVia(via.transport, via.host, via.port, params));
-  }
-
-  /** Prepares the copy of a request that all branches start from: Via stamped, Max-Forwards decremented. */
+  /** The copy all branches start from: Max-Forwards decremented (capped at sip.maxForwards). */
   private baseCopy(req: SipRequest): SipRequest {
     const base = req.clone();
-    this.stampVia(base);
     const mf = base.maxForwards;
     if (mf !== undefined && mf > this.cfg.maxForwards) base.setMaxForwards(this.cfg.maxForwards - 1);
     else base.decrementMaxForwards(this.cfg.maxForwards);
@@ -282,16 +226,16 @@ export class ProxyCore implements ProxyActions {
 
   /** Relays an in-dialog request to the next hop found by loose routing (ACK statelessly, others statefully). */
   relayInDialog(inb: Inbound, nextHop: SipUri, outProto: TransportProto | undefined): void {
-    const fallback = outProto ?? inb.iface.proto;
-    const h = hopOfUri(nextHop, fallback);
-    const hop: Hop = { target: undefined, dest: { proto: h.proto, address: h.address, port: h.port }, ruri: undefined };
+    const hop: Hop = { target: undefined, dest: undefined, uri: nextHop, proto: outProto ?? inb.iface.proto, ruri: undefined };
     if (!inb.st) {
-      // ACK for a 2xx: end to end, no transaction.
+      // ACK for a 2xx: end to end, no transaction, but with our Via (RFC 3261 §16.6 step 8).
       const out = this.baseCopy(inb.req);
-      const iface = this.ifaceFor(h.proto);
-      if (!iface) return;
-      out.pushVia(formatVia(iface.proto, iface.host, iface.port, `;branch=${newBranch()};rport`));
-      this.layer.sendQuiet(out.toBuffer(), hop.dest, inb.facts.callId);
+      void this.resolveHop(hop).then((dest) => {
+        const local = this.transport.localAddress(dest.proto);
+        if (!local) return;
+        out.pushVia(formatVia(dest.proto, local.host, local.port, `;branch=${newBranch()}`));
+        return this.layer.sendStateless(out, dest);
+      }).catch((e: unknown) => this.sendFailed(e, inb.facts.callId));
       return;
     }
     this.startForwarding(inb, [hop], { initial: false, auth: undefined, release: undefined });
@@ -299,28 +243,39 @@ export class ProxyCore implements ProxyActions {
 
   /** Forwards an initial INVITE to the targets in order (serial forking with failover). */
   forward(inb: Inbound, targets: Target[], auth: Authenticated | undefined, release: (() => void) | undefined): void {
-    if (!inb.st || inb.st.status >= 200) {
-      // CANCELled (or answered) while the script was waiting on a hook.
+    const st = inb.st;
+    if (!st || st.state !== 'proceeding' || this.stopping) {
+      // CANCELled (or otherwise answered) while the script was waiting on a hook.
       release?.();
       return;
     }
-    const hops: Hop[] = targets.map((t) => ({
-      target: t,
-      dest: { proto: t.proto, address: t.host, port: t.port },
-      ruri: rewriteRuri(inb.req.tryUri(), t),
-    }));
+    const ruri = inb.req.tryUri();
+    const hops: Hop[] = targets.map((t) => ({ target: t, dest: undefined, uri: undefined, proto: t.proto, ruri: rewriteRuri(ruri, t) }));
     this.startForwarding(inb, hops, { initial: inb.req.method === 'INVITE', auth, release });
+  }
+
+  private async resolveHop(hop: Hop): Promise<Destination> {
+    if (hop.dest) return hop.dest;
+    if (hop.target) {
+      const t = hop.target;
+      hop.dest = isIP(t.host) ? { proto: t.proto, address: t.host, port: t.port } : { ...(await this.transport.resolve(`sip:${t.host}:${t.port}`)), proto: t.proto };
+      return hop.dest;
+    }
+    const uri = hop.uri!;
+    const h = hopOfUri(uri, hop.proto);
+    hop.dest = isIP(h.address) ? { proto: h.proto, address: h.address, port: h.port } : { ...(await this.transport.resolve(uri)), proto: h.proto };
+    return hop.dest;
   }
 
   private startForwarding(inb: Inbound, hops: Hop[], o: { initial: boolean; auth: Authenticated | undefined; release: (() => void) | undefined }): void {
     const st = inb.st!;
     const f: Forwarding = {
       st, base: this.baseCopy(inb.req), inbound: inb, hops, next: 0, attempt: 0, branch: undefined,
-      initial: o.initial, auth: o.auth, release: o.release, cancelled: false, done: false, startedAt: Date.now(),
-      lastFailure: undefined,
+      initial: o.initial, auth: o.auth, release: o.release, cancelled: false, done: false, answered: false,
+      startedAt: Date.now(), lastFailure: undefined,
     };
     this.forwardings.set(st, f);
-    st.onEnd = () => this.forwardings.delete(st);
+    st.onTerminated = () => { if (this.forwardings.get(st) === f) this.forwardings.delete(st); };
     if (f.initial) {
       this.emit({ type: 'start', facts: inb.facts, auth: f.auth, at: f.startedAt });
       this.metrics?.calls.inc({ event: 'started' });
@@ -345,120 +300,95 @@ export class ProxyCore implements ProxyActions {
       return;
     }
     f.attempt++;
+    const b: Branch = { ct: undefined, hop, rr: [] };
+    f.branch = b;
+    this.resolveHop(hop).then((dest) => this.sendBranch(f, b, dest), (e: unknown) => {
+      if (f.branch !== b || f.done) return;
+      this.branchFailed(f, hop, { kind: 'transport', message: e instanceof Error ? e.message : String(e) }, 503, 'Unresolvable');
+    });
+  }
+
+  private sendBranch(f: Forwarding, b: Branch, dest: Destination): void {
+    if (f.branch !== b || f.done || this.stopping) return;
+    if (f.cancelled) {
+      this.finish(f, 487, 'Request Terminated', undefined, true);
+      return;
+    }
     const { facts } = f.inbound;
-    const outIface = this.ifaceFor(hop.dest.proto);
-    if (!outIface) {
-      this.branchFailed(f, hop, { kind: 'transport', message: `no ${hop.dest.proto} listener` }, 503, 'No Listener');
+    const local = this.transport.localAddress(dest.proto);
+    if (!local) {
+      this.branchFailed(f, b.hop, { kind: 'transport', message: `no ${dest.proto} listener` }, 503, 'No Listener');
       return;
     }
     const req = f.base.clone();
-    if (hop.ruri !== undefined) req.setUri(hop.ruri);
-    let rr: string[] = [];
+    if (b.hop.ruri !== undefined) req.setUri(b.hop.ruri);
     if (f.initial) {
-      rr = recordRouteFor(f.inbound.iface, outIface, facts.fromTag);
-      for (let i = rr.length - 1; i >= 0; i--) req.prependRecordRoute(rr[i]!);
+      b.rr = recordRouteFor(f.inbound.iface, { proto: dest.proto, host: local.host, port: local.port }, facts.fromTag);
+      for (let i = b.rr.length - 1; i >= 0; i--) req.prependRecordRoute(b.rr[i]!);
     }
-    const branchId = newBranch();
-    req.pushVia(formatVia(outIface.proto, outIface.host, outIface.port, `;branch=${branchId};rport`));
-    const b: Branch = { tx: undefined as unknown as ClientTx, hop, rr, provisional: false, cancelSent: false, fr: undefined, timerC: undefined };
-    b.tx = new ClientTx(this.layer, branchId, req, hop.dest, facts.callId, {
+    this.log.debug({ callId: facts.callId, method: req.method, dest, attempt: f.attempt }, 'forwarding');
+    b.ct = this.layer.sendRequest(req, dest, {
       onResponse: (res) => this.onBranchResponse(f, b, res),
-      onTimeout: () => this.onBranchTimeout(f, b),
-      onTransportError: (message) => {
+      onTimeout: (kind) => this.onBranchTimeout(f, b, kind),
+      onTransportError: (err) => {
         if (f.branch !== b || f.done) return;
-        this.clearBranchTimers(b);
-        this.branchFailed(f, hop, { kind: 'transport', message }, 503, 'Transport Error');
+        this.branchFailed(f, b.hop, { kind: 'transport', message: err.message }, 503, 'Transport Error');
       },
-      onRetransmittedFinal: (res) => this.relayStateless(res),
     });
-    f.branch = b;
-    this.log.debug({ callId: facts.callId, method: req.method, dest: hop.dest, attempt: f.attempt }, 'forwarding');
-    if (req.method === 'INVITE') {
-      // fr_timer: no response at all from this hop → fail over.
-      b.fr = setTimeout(() => {
-        if (f.branch !== b || f.done || b.provisional) return;
-        b.tx.destroy();
-        this.branchFailed(f, hop, { kind: 'timeout' }, 408, 'Request Timeout');
-      }, this.cfg.noResponseTimeoutMs);
-    }
-    b.tx.start();
-  }
-
-  private clearBranchTimers(b: Branch): void {
-    if (b.fr) clearTimeout(b.fr);
-    if (b.timerC) clearTimeout(b.timerC);
-    b.fr = undefined;
-    b.timerC = undefined;
   }
 
   private onBranchResponse(f: Forwarding, b: Branch, res: SipResponse): void {
     if (f.branch !== b) return;
     const { facts } = f.inbound;
-    if (res.status < 200) {
-      if (b.fr) { clearTimeout(b.fr); b.fr = undefined; }
-      b.provisional = true;
-      if (b.tx.isInvite) {
-        // Timer C (fr_inv_timer): restarted by every provisional.
-        if (b.timerC) clearTimeout(b.timerC);
-        b.timerC = setTimeout(() => this.onTimerC(f, b), this.cfg.inviteTimeoutMs);
-      }
-      if (f.cancelled && !b.cancelSent) this.cancelBranch(b);
-      if (res.status === 100 || f.done) return; // 100 is hop by hop
+    const s = res.status;
+    if (s < 200) {
+      if (s === 100 || f.done) return; // 100 is hop by hop
       res.popVia();
-      this.send(f.st, res, 'relayed');
+      this.respond(f.st, res, 'relayed');
       return;
     }
-    this.clearBranchTimers(b);
-    if (res.status < 300) {
+    if (s < 300) {
+      // 2xx always go upstream (RFC 3261 §16.7 step 10), retransmissions and late ones too.
       res.popVia();
-      if (f.done) {
-        // A 2xx after we already answered upstream (CANCEL race, Timer C): 2xx always go through (RFC 3261 §16.7).
-        this.relayStatelessPopped(res);
-        return;
-      }
-      this.send(f.st, res, 'relayed');
+      if (!this.respond(f.st, res, 'relayed')) this.relayByVia(res);
+      if (f.answered) return;
+      f.answered = true;
+      const wasDone = f.done;
       f.done = true;
-      if (f.initial) this.answered(f, b, res);
-      else this.inDialogOutcome(f, res.status);
+      if (f.initial) this.answered(f, b, res, wasDone);
+      else this.inDialogOutcome(f, s);
       return;
     }
-    if (f.done) return; // already answered (Timer C 408 or CANCEL 487); the branch's final was ACKed by the tx layer
-    if (f.initial && !f.cancelled && this.cfg.failoverCodes.has(res.status)) {
-      this.branchFailed(f, b.hop, { kind: 'status', status: res.status }, res.status, res.reason);
+    if (f.done) return; // already answered upstream (Timer C 408, CANCEL 487); the layer ACKed this final
+    if (f.initial && !f.cancelled && this.cfg.failoverCodes.has(s)) {
+      this.branchFailed(f, b.hop, { kind: 'status', status: s }, s, res.reason);
       return;
     }
     res.popVia();
-    this.send(f.st, res, 'relayed');
+    this.respond(f.st, res, 'relayed');
     f.done = true;
-    if (f.initial) this.failed(f, b.hop.target, res.status, res.reason, f.cancelled);
-    else this.inDialogOutcome(f, res.status);
+    this.log.info({ callId: facts.callId, status: s, reason: res.reason, method: f.inbound.req.method }, 'final response relayed');
+    if (f.initial) this.failed(f, b.hop.target, s, res.reason, f.cancelled);
+    else this.inDialogOutcome(f, s);
   }
 
-  private relayStatelessPopped(res: SipResponse): void {
-    const next = res.tryTopVia();
-    if (!next) return;
-    this.metrics?.sipResponses.inc({ code: String(res.status), origin: 'relayed' });
-    this.layer.sendQuiet(res.toBuffer(), viaDestination(next), res.getHeader('call-id') ?? '');
-  }
-
-  private onBranchTimeout(f: Forwarding, b: Branch): void {
+  private onBranchTimeout(f: Forwarding, b: Branch, kind: TimeoutKind): void {
     if (f.branch !== b || f.done) return;
-    this.clearBranchTimers(b);
-    this.branchFailed(f, b.hop, { kind: 'timeout' }, 408, 'Request Timeout');
-  }
-
-  /** Timer C: the callee rang too long. Cancel the branch and answer 408; no failover (someone was alerted). */
-  private onTimerC(f: Forwarding, b: Branch): void {
-    if (f.branch !== b || f.done) return;
-    b.timerC = undefined;
-    this.log.info({ callId: f.inbound.facts.callId, dest: b.hop.dest }, 'INVITE timeout (Timer C): cancelling branch');
-    if (!b.cancelSent) this.cancelBranch(b);
-    if (f.cancelled) {
-      this.finish(f, 487, 'Request Terminated', undefined, true);
-      return;
+    const { facts } = f.inbound;
+    switch (kind) {
+      case 'timer-c':
+        // The callee rang too long: the layer CANCELs the branch; we answer 408 (no failover: someone was alerted).
+        this.log.info({ callId: facts.callId, dest: b.hop.dest }, 'INVITE timeout (Timer C)');
+        if (f.cancelled) this.finish(f, 487, 'Request Terminated', undefined, true);
+        else this.finish(f, 408, 'Request Timeout', undefined, false);
+        return;
+      case 'cancel-timeout':
+        this.finish(f, f.cancelled ? 487 : 408, f.cancelled ? 'Request Terminated' : 'Request Timeout', undefined, f.cancelled);
+        return;
+      default:
+        // no response at all (fr_timer), Timer B or Timer F: the hop is dead → next one
+        this.branchFailed(f, b.hop, { kind: 'timeout' }, 408, 'Request Timeout');
     }
-    if (b.hop.target) this.hooks.targetFailed?.(b.hop.target, { kind: 'timeout' });
-    this.finish(f, 408, 'Request Timeout', undefined, false);
   }
 
   /** One attempt failed: report, then try the next hop (initial requests) or answer. */
@@ -466,11 +396,12 @@ export class ProxyCore implements ProxyActions {
     const { facts } = f.inbound;
     f.lastFailure = { status, reason, target: hop.target };
     this.log.info({ callId: facts.callId, dest: hop.dest, failure, attempt: f.attempt }, 'branch failed');
-    if (hop.target) {
-      try { this.hooks.targetFailed?.(hop.target, failure); } catch (e) { this.log.error({ err: String(e) }, 'targetFailed hook threw'); }
+    if (hop.target && this.hooks.targetFailed) {
+      try { this.hooks.targetFailed(hop.target, failure); } catch (e) { this.log.error({ err: String(e) }, 'targetFailed hook threw'); }
     }
     if (!f.initial) {
-      this.finish(f, failure.kind === 'transport' ? 503 : status, failure.kind === 'transport' ? 'Service Unavailable' : reason, undefined, false);
+      const transport = failure.kind === 'transport';
+      this.finish(f, transport ? 503 : status, transport ? 'Service Unavailable' : reason, undefined, false);
       return;
     }
     if (hop.target) {
@@ -483,7 +414,6 @@ export class ProxyCore implements ProxyActions {
   private finish(f: Forwarding, status: number, reason: string, headers: HeaderList | undefined, cancelled: boolean): void {
     if (f.done) return;
     f.done = true;
-    if (f.branch) this.clearBranchTimers(f.branch);
     this.reply(f.inbound, status, reason, headers);
     if (f.initial) this.failed(f, f.branch?.hop.target ?? f.lastFailure?.target, status, reason, cancelled);
     else this.inDialogOutcome(f, status);
@@ -493,21 +423,24 @@ export class ProxyCore implements ProxyActions {
     this.emit({ type: 'failed', facts: f.inbound.facts, auth: f.auth, target, status, reason, at: Date.now(), cancelled });
     this.metrics?.calls.inc({ event: cancelled ? 'cancelled' : 'failed' });
     this.metrics?.callsActive.dec();
-    try { f.release?.(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
+    const release = f.release;
+    f.release = undefined;
+    try { release?.(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
   }
 
-  private answered(f: Forwarding, b: Branch, res: SipResponse): void {
+  private answered(f: Forwarding, b: Branch, res: SipResponse, afterFailure: boolean): void {
     const now = Date.now();
-    const req = f.inbound.req;
     const { facts } = f.inbound;
     const target = b.hop.target!;
-    const dialog = this.dialogSnapshot(req, res, b, f.startedAt, now);
+    const dialog = this.dialogSnapshot(f.inbound.req, res, b, f.startedAt, now);
     dialog.accountcode = f.auth?.accountcode ?? '';
     this.log.info({ callId: facts.callId, status: res.status, target: target.id, setupMs: now - f.startedAt }, 'call answered');
+    if (afterFailure) this.metrics?.callsActive.inc(); // a 2xx that beat our own 408/487 upstream: the call is up
     this.emit({ type: 'answered', facts, auth: f.auth, target, status: res.status, reason: res.reason, at: now, dialog });
     this.metrics?.calls.inc({ event: 'answered' });
     this.metrics?.callSetupSeconds.observe((now - f.startedAt) / 1000);
     if (f.release) this.releases.set(facts.callId, f.release);
+    f.release = undefined;
   }
 
   private inDialogOutcome(f: Forwarding, status: number): void {
@@ -517,45 +450,43 @@ export class ProxyCore implements ProxyActions {
 
   private endCall(callId: string): void {
     const release = this.releases.get(callId);
-    if (release) {
-      this.releases.delete(callId);
-      this.metrics?.callsActive.dec();
-      try { release(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
-    }
+    if (!release) return;
+    this.releases.delete(callId);
+    this.metrics?.callsActive.dec();
+    try { release(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
   }
 
-  /** Builds the JSON-serialisable dialog snapshot from the INVITE as received and the 2xx as received. */
+  /** The JSON-serialisable dialog snapshot, from the INVITE as received and the 2xx as received. */
   private dialogSnapshot(req: SipRequest, res: SipResponse, b: Branch, createdAt: number, answeredAt: number): DialogInfo {
-    const src = req.source!;
+    const src = req.source;
     const callerContactNa = req.contacts?.[0];
     const calleeContactNa = res.contacts?.[0];
-    const callerContact = callerContactNa?.uriRaw ?? '';
-    const calleeContact = calleeContactNa?.uriRaw ?? '';
-    // Route sets: the INVITE's Record-Route entries (upstream proxies) lead to the caller; entries the 2xx
-    // has above ours (downstream proxies) lead to the callee, in reverse order.
+    // Route sets: the INVITE's Record-Route entries (upstream proxies) lead to the caller; entries the 2xx has
+    // above ours (downstream proxies) lead to the callee, in reverse order.
     const callerRouteSet = req.headerValues('record-route');
     const resRR = res.headerValues('record-route');
     const ourFirst = resRR.findIndex((v) => b.rr.includes(v));
     const calleeRouteSet = (ourFirst > 0 ? resRR.slice(0, ourFirst) : []).reverse();
-    const hopOf = (routeSet: string[], contact: SipUri | null | undefined, fallback: Source): Source => {
-      const first = routeSet[0];
-      const uri = first !== undefined ? parseRouteUri(first) : contact ?? null;
+    const hopVia = (routeSet: string[], contact: SipUri | null | undefined, fallback: Source): Source => {
+      const uri = routeSet[0] !== undefined ? routeUri(routeSet[0]) : contact ?? null;
       if (!uri) return fallback;
       const h = hopOfUri(uri, fallback.proto);
       return { ip: h.address, port: h.port, proto: h.proto };
     };
-    const srcHop: Source = { ip: src.address, port: src.port, proto: src.proto };
-    const callerHop = callerRouteSet.length > 0 || src.proto === 'tcp' ? hopOf(callerRouteSet, callerContactNa?.uri, srcHop) : srcHop;
-    const targetHop: Source = { ip: b.hop.dest.address, port: b.hop.dest.port, proto: b.hop.dest.proto };
-    const calleeHop = hopOf(calleeRouteSet, calleeContactNa?.uri, targetHop);
+    // The caller is reached where its INVITE came from over UDP (NAT-safe); over TCP at its Contact (a new
+    // connection after a restart cannot reach the caller's ephemeral port).
+    const srcHop: Source = { ip: src?.address ?? '', port: src?.port ?? 0, proto: src?.proto ?? 'udp' };
+    const callerHop = callerRouteSet.length > 0 || srcHop.proto === 'tcp' ? hopVia(callerRouteSet, callerContactNa?.uri, srcHop) : srcHop;
+    const dest = b.hop.dest!;
+    const calleeHop = hopVia(calleeRouteSet, calleeContactNa?.uri, { ip: dest.address, port: dest.port, proto: dest.proto });
     return {
       callId: req.callId,
       callerTag: req.tryFrom()?.tag ?? '',
       calleeTag: res.tryTo()?.tag ?? '',
       fromHeader: req.getHeader('from') ?? '',
       toHeader: res.getHeader('to') ?? '',
-      callerContact,
-      calleeContact,
+      callerContact: callerContactNa?.uriRaw ?? '',
+      calleeContact: calleeContactNa?.uriRaw ?? '',
       callerRouteSet,
       calleeRouteSet,
       callerHop,
@@ -570,7 +501,7 @@ export class ProxyCore implements ProxyActions {
     };
   }
 
-  /** In-dialog bookkeeping for stages (and the end of a call on BYE). */
+  /** In-dialog bookkeeping for stages (and the end of a call on BYE). Direction from our Record-Route's ftag. */
   noteInDialog(inb: Inbound, ftag: string | undefined): void {
     const { facts } = inb;
     const toTag = inb.req.tryTo()?.tag ?? '';
@@ -584,44 +515,25 @@ export class ProxyCore implements ProxyActions {
 
   // ------------------------------------------------------------------------------------------ CANCEL
 
-  private cancelInvite(inv: ServerTx, cancel: SipRequest): void {
+  private cancelInvite(inv: ServerTransaction, cancel: SipRequest): void {
     const f = this.forwardings.get(inv);
-    this.log.info({ callId: cancel.callId }, 'CANCEL received');
+    this.log.info({ callId: cancel.getHeader('call-id') }, 'CANCEL received');
     if (!f) {
-      // Still in the script (waiting on auth or routing) or not forwarded: answer 487 now.
-      if (inv.status < 200) {
-        this.metrics?.sipResponses.inc({ code: '487', origin: 'local' });
-        inv.respond(createResponse(inv.req, 487, { headers: this.serverHdr() }));
-      }
+      // Still in the script (waiting on auth or routing): answer 487 now; forward() will see it and stop.
+      this.respond(inv, createResponse(inv.request, 487, { headers: this.serverHdr() }), 'local');
       return;
     }
     if (f.done || f.cancelled) return;
     f.cancelled = true;
-    const b = f.branch;
-    if (!b || !b.tx.alive) {
+    const ct = f.branch?.ct;
+    if (!ct) {
+      // between two attempts (or resolving): nothing downstream to cancel
       this.finish(f, 487, 'Request Terminated', undefined, true);
       return;
     }
-    if (b.provisional) {
-      // The 487 from downstream will be relayed; Timer C still guards a hop that never answers it.
-      this.cancelBranch(b);
-      return;
-    }
-    // No provisional yet: a CANCEL may not be sent (RFC 3261 §9.1); it goes out when one arrives.
-    if (b.fr) { clearTimeout(b.fr); b.fr = undefined; }
-    this.finish(f, 487, 'Request Terminated', undefined, true);
-  }
-
-  private cancelBranch(b: Branch): void {
-    if (b.cancelSent || !b.provisional) return;
-    b.cancelSent = true;
-    const cancel = b.tx.buildCancel();
-    const ct = new ClientTx(this.layer, `${b.tx.branch}|CANCEL`, cancel, b.hop.dest, b.tx.callId, {
-      onResponse: () => undefined,
-      onTimeout: () => undefined,
-      onTransportError: () => undefined,
-    });
-    ct.start();
+    // The layer sends the CANCEL now if the branch had a provisional, else as soon as one arrives (§9.1); the
+    // branch's 487 is then relayed. A branch that never answers ends on the no-response timer → 487 from us.
+    ct.cancel(cancel.getHeader('reason'));
   }
 
   // ------------------------------------------------------------------------------------------ events
@@ -640,13 +552,14 @@ export class ProxyCore implements ProxyActions {
   /** BYE to both sides of a confirmed dialog, built from the snapshot alone (works after a restart). */
   async endDialog(d: DialogInfo, reason: EndReason): Promise<void> {
     this.log.info({ callId: d.callId, reason }, 'ending dialog');
+    const why: HeaderList = [['Reason', `SIP;cause=200;text="${reason}"`]];
     const toCallee = this.originate({
       method: 'BYE', uri: d.calleeContact, from: d.fromHeader, to: d.toHeader, callId: d.callId,
-      cseq: d.callerCseq + 1, route: d.calleeRouteSet, hop: d.calleeHop, headers: [['Reason', `SIP;cause=200;text="${reason}"`]],
+      cseq: d.callerCseq + 1, route: d.calleeRouteSet, hop: d.calleeHop, headers: why,
     }, 64 * this.cfg.t1Ms);
     const toCaller = this.originate({
       method: 'BYE', uri: d.callerContact, from: d.toHeader, to: d.fromHeader, callId: d.callId,
-      cseq: d.calleeCseq + 1, route: d.callerRouteSet, hop: d.callerHop, headers: [['Reason', `SIP;cause=200;text="${reason}"`]],
+      cseq: d.calleeCseq + 1, route: d.callerRouteSet, hop: d.callerHop, headers: why,
     }, 64 * this.cfg.t1Ms);
     this.emit({ type: 'ended', callId: d.callId, fromTag: d.callerTag, toTag: d.calleeTag, reason, at: Date.now() });
     await Promise.all([toCallee, toCaller]);
@@ -655,8 +568,8 @@ export class ProxyCore implements ProxyActions {
 
   /** OPTIONS to a target; the status, or 0 on timeout or transport error. */
   probe(target: Target, timeoutMs: number): Promise<number> {
-    const iface = this.ifaceFor(target.proto);
-    const host = iface?.host ?? 'localhost';
+    const local = this.transport.localAddress(target.proto);
+    const host = local?.host ?? 'localhost';
     return this.originate({
       method: 'OPTIONS', uri: target.uri, from: `<sip:a2b-gateway@${host}>;tag=${newTag()}`, to: `<${target.uri}>`,
       callId: newCallId(host), cseq: 1, route: [], hop: { ip: target.host, port: target.port, proto: target.proto }, headers: [],
@@ -665,53 +578,57 @@ export class ProxyCore implements ProxyActions {
 
   private originate(o: { method: string; uri: string; from: string; to: string; callId: string; cseq: number; route: string[]; hop: Source; headers: HeaderList }, timeoutMs: number): Promise<number> {
     return new Promise<number>((resolve) => {
-      const iface = this.ifaceFor(o.hop.proto);
-      if (!iface || this.stopping || !o.uri) {
+      if (this.stopping || !o.uri || !this.transport.localAddress(o.hop.proto)) {
         resolve(0);
         return;
       }
-      const branch = newBranch();
       const req = createRequest({
-        method: o.method, uri: o.uri, via: [formatVia(iface.proto, iface.host, iface.port, `;branch=${branch};rport`)],
-        from: o.from, to: o.to, callId: o.callId, cseq: o.cseq, route: o.route, maxForwards: this.cfg.maxForwards,
+        method: o.method, uri: o.uri, from: o.from, to: o.to, callId: o.callId, cseq: o.cseq, route: o.route,
+        maxForwards: this.cfg.maxForwards,
         headers: [...o.headers, ...(this.cfg.serverHeader ? [['User-Agent', this.cfg.serverHeader] as const] : [])],
       });
+      const entry = { timer: undefined as unknown as NodeJS.Timeout, ct: undefined as ClientTransaction | undefined, done: (_s: number): void => undefined };
       let settled = false;
-      const done = (status: number): void => {
+      entry.done = (status: number): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        this.probes.delete(timer);
-        ct.destroy();
+        clearTimeout(entry.timer);
+        this.pending.delete(entry);
+        entry.ct?.terminate(false);
         resolve(status);
       };
-      const timer = setTimeout(() => done(0), timeoutMs);
-      this.probes.add(timer);
-      const ct = new ClientTx(this.layer, branch, req, { proto: o.hop.proto, address: o.hop.ip, port: o.hop.port }, o.callId, {
-        onResponse: (res) => { if (res.status >= 200) done(res.status); },
-        onTimeout: () => done(0),
-        onTransportError: () => done(0),
-      });
-      ct.start();
+      entry.timer = setTimeout(() => entry.done(0), timeoutMs);
+      this.pending.add(entry);
+      const dest: Destination = { proto: o.hop.proto, address: o.hop.ip, port: o.hop.port };
+      const start = (d: Destination): void => {
+        if (settled) return;
+        entry.ct = this.layer.sendRequest(req, d, {
+          onResponse: (res) => { if (res.status >= 200) entry.done(res.status); },
+          onTimeout: () => entry.done(0),
+          onTransportError: () => entry.done(0),
+        }, { timerC: false });
+      };
+      if (isIP(dest.address)) start(dest);
+      else this.transport.resolve(`sip:${dest.address}:${dest.port}`).then((d) => start({ ...d, proto: dest.proto }), () => entry.done(0));
     });
   }
 
   // ------------------------------------------------------------------------------------------ shutdown
 
-  /** Answers every call still being set up (503) and drops all transaction state and timers. */
+  /** Answers every call still being set up (503, CANCEL downstream) and drops all transaction state and timers. */
   shutdown(): void {
     this.stopping = true;
     for (const f of this.forwardings.values()) {
       if (f.done) continue;
-      if (f.branch) {
-        this.clearBranchTimers(f.branch);
-        if (f.branch.provisional && !f.branch.cancelSent) this.cancelBranch(f.branch);
-      }
+      f.branch?.ct?.cancel();
       this.finish(f, 503, 'Service Unavailable', [['Retry-After', String(this.cfg.retryAfterSec)]], false);
     }
     this.forwardings.clear();
-    for (const t of this.probes) clearTimeout(t);
-    this.probes.clear();
+    for (const p of [...this.pending]) p.done(0);
+  }
+
+  /** Clears every transaction timer (after shutdown had a moment to flush its answers). */
+  close(): void {
     this.layer.close();
   }
 }
@@ -724,9 +641,8 @@ function rewriteRuri(orig: SipUri | null, t: Target): string {
   return `sip:${user !== undefined ? `${user}@` : ''}${host}:${t.port}${transport}`;
 }
 
-function parseRouteUri(v: string): SipUri | null {
+function routeUri(v: string): SipUri | null {
   const lt = v.indexOf('<');
   const gt = v.indexOf('>', lt + 1);
-  const raw = lt >= 0 && gt > lt ? v.slice(lt + 1, gt) : v.split(';')[0]!.trim();
-  return parseUri(raw);
+  return parseUri(lt >= 0 && gt > lt ? v.slice(lt + 1, gt) : v.split(';')[0]!.trim());
 }

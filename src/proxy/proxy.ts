@@ -11,9 +11,9 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { GwError } from '../errors.js';
+import { SipTransport } from '../sip/index.js';
 import { ProxyCore, type CoreConfig } from './core.js';
 import type { ProxyActions, ProxyHooks } from './hooks.js';
-import { openNet, type Listener, type ProxyNet } from './net.js';
 import { makeIdentity, type Iface } from './route.js';
 import { createScript } from './script.js';
 
@@ -73,7 +73,7 @@ function localAddresses(): string[] {
 
 export function createProxy(opts: ProxyOptions): Proxy {
   const { config, log, hooks, metrics } = opts;
-  let net: ProxyNet | undefined;
+  let transport: SipTransport | undefined;
   let core: ProxyCore | undefined;
   let bound: BoundAddress[] = [];
   const notStarted = (): never => { throw new GwError('GW_ERR_SIP_TRANSPORT', 'proxy not started'); };
@@ -91,17 +91,16 @@ export function createProxy(opts: ProxyOptions): Proxy {
       return a ?? notStarted();
     },
     async start() {
-      if (net) return;
-      let deliver: ProxyCore['receive'] = () => undefined;
-      net = await openNet({
-        listen: config.listen,
-        maxMessageSize: config.maxMessageSize,
-        tcpIdleTimeoutMs: config.tcpIdleTimeoutMs,
-        log,
-        onMessage: (m, e, s) => deliver(m, e, s),
-        onParseError: (proto) => metrics?.sipParseErrors.inc({ proto }),
+      if (transport) return;
+      const t = new SipTransport({
+        listen: config.listen, advertisedHost: config.advertisedHost, maxMessageSize: config.maxMessageSize,
+        tcpIdleTimeoutMs: config.tcpIdleTimeoutMs, logger: log, metrics,
       });
-      bound = net.listeners.map((l: Listener) => ({ proto: l.proto, address: l.address, port: l.port, advertisedHost: advertise(config.advertisedHost, l.address) }));
+      const listeners = await t.start();
+      transport = t;
+      bound = listeners.map((l) => ({
+        proto: l.proto, address: l.host, port: l.port, advertisedHost: t.localAddress(l.proto)?.host ?? advertise(config.advertisedHost, l.host),
+      }));
       const ifaces: Iface[] = bound.map((b) => ({ proto: b.proto, host: b.advertisedHost, port: b.port }));
       const wildcard = bound.some((b) => b.address === '0.0.0.0' || b.address === '::');
       const extra = [...config.domains, ...bound.map((b) => b.address), ...(wildcard ? localAddresses() : [])];
@@ -111,18 +110,23 @@ export function createProxy(opts: ProxyOptions): Proxy {
         maxForwards: config.maxForwards, serverHeader: config.serverHeader,
         failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
       };
-      let scriptFn: ReturnType<typeof createScript> = async () => undefined;
-      const c = new ProxyCore(net, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics, (inb) => scriptFn(inb));
-      scriptFn = createScript(c);
+      const c = new ProxyCore(t, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics);
+      c.setScript(createScript(c));
       core = c;
-      deliver = (m, e, s) => c.receive(m, e, s);
       log.info({ listeners: bound }, 'SIP proxy listening');
     },
     async stop() {
-      core?.shutdown();
-      await net?.close();
-      net = undefined;
+      const c = core;
+      const t = transport;
       core = undefined;
+      transport = undefined;
+      if (c) {
+        c.shutdown();
+        // let the 503s and CANCELs leave before the sockets close
+        await new Promise((r) => setTimeout(r, 20));
+        c.close();
+      }
+      await t?.close();
     },
   };
 }
