@@ -149,7 +149,8 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
       while (vs < textEnd && (head.charCodeAt(vs) === 32 || head.charCodeAt(vs) === 9)) vs++;
       const more = head.slice(vs, textEnd).trimEnd();
       const value: string = more.length === 0 ? prev.value : prev.value.length === 0 ? more : `${prev.value} ${more}`;
-      prev = { name: prev.name, lname: prev.lname, value, start: prev.start, end: next };
+      const cut = prev.start < 0 || next === e;
+      prev = { name: prev.name, lname: prev.lname, value, start: cut ? -1 : prev.start, end: cut ? -1 : next };
       headers[headers.length - 1] = prev;
       prevFolded = true;
       pos = next;
@@ -167,7 +168,9 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
     let ve = textEnd;
     while (ve > vs && (head.charCodeAt(ve - 1) === 32 || head.charCodeAt(ve - 1) === 9)) ve--;
     const name = head.slice(pos, ne);
-    prev = { name, lname: canonicalName(name), value: head.slice(vs, ve), start: pos, end: next };
+    // a last line without its terminator (datagram with no blank line) is rewritten on output, never copied
+    const unterminated = next === e;
+    prev = { name, lname: canonicalName(name), value: head.slice(vs, ve), start: unterminated ? -1 : pos, end: unterminated ? -1 : next };
     headers.push(prev);
     pos = next;
   }
