@@ -12,6 +12,18 @@ type Op = { op: 'up'; rec: DialogRecord } | { op: 'del'; key: string; updated: n
 const CHUNK = 200;
 const MAX_BACKOFF_MS = 30_000;
 
+function rowParams(rec: DialogRecord): unknown[] {
+  // Column widths: the full values stay in `data`; Call-ID and account code are attacker-influenced.
+  return [rec.key, rec.info.callId.slice(0, 255), DLG_STATE.confirmed, rec.info.accountcode.slice(0, 20),
+    sqlTime(rec.info.createdAt || rec.updated), sqlTime(rec.updated), sqlTime(rec.expiresAt), JSON.stringify(rec)];
+}
+
+/** An error the server answered (bad data, constraint) rather than a lost connection: retrying will not help. */
+function isServerError(e: unknown): boolean {
+  const err = e as { sqlState?: string; fatal?: boolean };
+  return typeof err.sqlState === 'string' && err.fatal !== true;
+}
+
 export interface DialogDbWriterOptions {
   db: Db;
   log: Logger;
@@ -102,12 +114,21 @@ export class DialogDbWriter {
     try {
       for (let i = 0; i < ups.length; i += CHUNK) {
         const chunk = ups.slice(i, i + CHUNK);
-        const params: unknown[] = [];
-        for (const { rec } of chunk) {
-          params.push(rec.key, rec.info.callId, DLG_STATE.confirmed, rec.info.accountcode.slice(0, 20), sqlTime(rec.info.createdAt || rec.updated),
-            sqlTime(rec.updated), sqlTime(rec.expiresAt), JSON.stringify(rec));
+        try {
+          await this.opts.db.query(Q.upsertDialogs(chunk.length), chunk.flatMap(({ rec }) => rowParams(rec)));
+        } catch (e) {
+          if (!isServerError(e)) throw e;
+          // The server refused the batch (a row it cannot store): write row by row so one bad dialog cannot
+          // block the others forever; the refused one stays in the state file only.
+          for (const { rec } of chunk) {
+            try {
+              await this.opts.db.query(Q.upsertDialogs(1), rowParams(rec));
+            } catch (e1) {
+              if (!isServerError(e1)) throw e1;
+              this.opts.log.error({ callId: rec.info.callId.slice(0, 128), err: (e1 as Error).message }, 'gw_dialog refused a dialog; kept in the state file only');
+            }
+          }
         }
-        await this.opts.db.query(Q.upsertDialogs(chunk.length), params);
         this.opts.metrics?.dbWriteRows.inc({ writer: 'dialog' }, chunk.length);
       }
       for (let i = 0; i < dels.length; i += CHUNK) {

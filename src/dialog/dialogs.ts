@@ -94,6 +94,7 @@ export class Dialogs {
   private cseqTimer: NodeJS.Timeout | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  private compacting: Promise<void> | undefined;
 
   constructor(private readonly opts: DialogsOptions) {
     this.cfg = opts.dialog;
@@ -428,7 +429,8 @@ export class Dialogs {
   }
 
   private maybeCompact(): void {
-    if (this.file.lines > 1000 + 2 * (this.confirmed.size + this.tombstones.size)) void this.file.compact(this.snapshotLines());
+    if (this.compacting || this.file.lines <= 1000 + 2 * (this.confirmed.size + this.tombstones.size)) return;
+    this.compacting = this.file.compact(this.snapshotLines()).finally(() => { this.compacting = undefined; });
   }
 
   private sweep(): void {

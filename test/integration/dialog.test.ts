@@ -200,6 +200,25 @@ describe('dialog persistence and restart', () => {
     expect(await again.dialogs.restore()).toBe(0);
   });
 
+  it('an oversized (attacker-chosen) Call-ID does not block the gw_dialog batch', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'a2b-dlg-'));
+    const a = gateway({ hang: true });
+    await a.dialogs.restore();
+    const long = { ...info(), callId: `${'x'.repeat(400)}@evil` };
+    const normal = info();
+    a.dialogs.onCallEvent(answered(long));
+    a.dialogs.onCallEvent(answered(normal));
+    await a.dialogs.flush();
+    expect(await row(normal.callId)).toBeDefined();
+    const [rows] = await gw.query('SELECT callid, data FROM gw_dialog WHERE dlg_key = ?', [dialogKey(long.callId, long.callerTag, long.calleeTag)]);
+    const r = (rows as Array<{ callid: string; data: string }>)[0]!;
+    expect(r.callid).toHaveLength(255);
+    expect(JSON.parse(r.data).info.callId).toBe(long.callId);
+    const b = gateway();
+    expect(await b.dialogs.restore()).toBe(2);
+    expect(b.dialogs.get(long.callId)?.callId).toBe(long.callId);
+  });
+
   it('survives SIGKILL 100 ms after the answer', async () => {
     dir = await mkdtemp(join(tmpdir(), 'a2b-dlg-'));
     const root = resolve(import.meta.dirname, '../..');
