@@ -149,7 +149,7 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
       while (vs < textEnd && (head.charCodeAt(vs) === 32 || head.charCodeAt(vs) === 9)) vs++;
       const more = head.slice(vs, textEnd).trimEnd();
       const value: string = more.length === 0 ? prev.value : prev.value.length === 0 ? more : `${prev.value} ${more}`;
-      const cut = prev.start < 0 || next === e;
+      const cut: boolean = prev.start < 0 || next === e;
       prev = { name: prev.name, lname: prev.lname, value, start: cut ? -1 : prev.start, end: cut ? -1 : next };
       headers[headers.length - 1] = prev;
       prevFolded = true;
