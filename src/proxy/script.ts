@@ -42,6 +42,7 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
         // Account codes are only ever ours, in-dialog too (a re-INVITE must not smuggle one to Asterisk).
         req.removeHeader(ACCOUNTCODE_HEADER);
         core.noteInDialog(inb, lr.ftag);
+        if (req.method === 'INVITE') reply(100, 'Trying'); // a re-INVITE may ring for a while too
         return core.relayInDialog(inb, lr.nextHopUri, lr.outProto);
       }
       if (req.method === 'ACK') return core.drop(inb, 'ACK not routable');

@@ -194,7 +194,7 @@ export type Behaviour =
   | { kind: 'reject'; status: number; reason?: string; delayMs?: number; ringMs?: number; trying?: boolean; headers?: Array<[string, string]> }
   /** 180 (and optionally 100) and then nothing until CANCEL. */
   | { kind: 'ring'; delayMs?: number; trying?: boolean }
-  /** No answer at all, not even 100: a dead or overloaded box. */
+  /** No answer to anything (INVITE, OPTIONS, BYE...), not even 100: a dead or overloaded box. */
   | { kind: 'silent' };
 
 export interface UaOptions {
@@ -700,6 +700,7 @@ export class SipUa {
   }
 
   private onRequest(m: UaMessage, source: HostPort, sock: TcpSocket | undefined): void {
+    if (this.behaviour.kind === 'silent') return; // a dead box: recorded, never answered
     const branch = m.topBranch;
     switch (m.method) {
       case 'INVITE': {
