@@ -166,15 +166,16 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
     return r.getAll('Output');
   }
 
-  /** Logs off (when up), closes the socket and every timer. Idempotent. */
-  async stop(): Promise<void> {
+  /** Logs off (when up; waits up to logoffTimeoutMs for the Goodbye, 0 = skip), closes the socket and every timer. Idempotent. */
+  async stop(opts: { logoffTimeoutMs?: number } = {}): Promise<void> {
+    const logoffMs = Math.min(opts.logoffTimeoutMs ?? 1000, this.o.actionTimeoutMs);
     if (this._state === 'stopped') return this.closed;
     const wasUp = this._state === 'up';
     this.setState('stopped');
     clearTimeout(this.retryTimer);
     clearTimeout(this.pingTimer);
-    if (wasUp) {
-      await this.send('Logoff', {}, Math.min(1000, this.o.actionTimeoutMs)).catch(() => undefined);
+    if (wasUp && logoffMs > 0) {
+      await this.send('Logoff', {}, logoffMs).catch(() => undefined);
     }
     this.teardown('stopped');
     return this.closed;
