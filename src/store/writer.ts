@@ -111,8 +111,10 @@ interface Segment {
   /** Records [0, committed) are confirmed by MySQL. */
   committed: number;
   bytes: number;
-  /** The rows when held in memory (the active segment, or the one being replayed); null → read from disk. */
+  /** Rows held in memory (the active segment, or the one being replayed); null → read from disk. rows[0] is record number `base`. */
   rows: Row[] | null;
+  base: number;
+  createdAt: number;
   /** Open for appends (only the active segment). */
   fh: FileHandle | null;
   sealed: boolean;
@@ -131,6 +133,8 @@ function isRowError(e: unknown): boolean {
 }
 
 const DOWN_LOG_EVERY_MS = 60_000;
+/** A fully committed active segment older than this is deleted when the writer goes idle. */
+const IDLE_ROTATE_MS = 5_000;
 
 class Writer<R> implements BatchWriter<R> {
   readonly name: string;
@@ -229,7 +233,7 @@ class Writer<R> implements BatchWriter<R> {
         await unlink(path);
         continue;
       }
-      this.segments.push({ seq, path, header: parsed.header, count: parsed.rows.length, committed: 0, bytes: Buffer.byteLength(text), rows: null, fh: null, sealed: true });
+      this.segments.push({ seq, path, header: parsed.header, count: parsed.rows.length, committed: 0, bytes: Buffer.byteLength(text), rows: null, base: 0, createdAt: Date.now(), fh: null, sealed: true });
     }
     if (this.segments.length > 0) {
       this.log.info({ segments: this.segments.length, records: this.journalRecords() }, 'journal: replaying records left by a previous run');
@@ -359,6 +363,11 @@ class Writer<R> implements BatchWriter<R> {
         this.takeMem(recs.length);
         continue;
       }
+      // Idle and fully committed: retire the active segment, so a restart has no committed rows to replay.
+      const a = this.active;
+      if (a && a.count > 0 && a.committed >= a.count && Date.now() - a.createdAt >= IDLE_ROTATE_MS) {
+        await this.withJournal(() => this.seal(a, true));
+      }
       return;
     }
   }
@@ -368,6 +377,7 @@ class Writer<R> implements BatchWriter<R> {
       try {
         const parsed = parseSegment(await readFile(seg.path, 'utf8'));
         seg.rows = parsed.rows;
+        seg.base = 0;
         // A write torn by an I/O error may have left more (or fewer) good lines than were counted.
         seg.count = parsed.rows.length;
       } catch (e) {
@@ -382,10 +392,16 @@ class Writer<R> implements BatchWriter<R> {
         return true;
       }
     }
-    const rows = seg.rows.slice(seg.committed, seg.committed + this.batchSize);
+    const from = seg.committed - seg.base;
+    const rows = seg.rows.slice(from, from + this.batchSize);
     if (!(await this.insert(seg.header, rows))) return false;
     seg.committed += rows.length;
     if (seg.committed >= seg.count) {
+      // Committed rows need not stay in memory; the file keeps them until the segment is deleted.
+      if (seg.rows && !seg.sealed) {
+        seg.rows = [];
+        seg.base = seg.count;
+      }
       if (seg.sealed) await this.dropSegment(seg);
       else if (seg.bytes >= this.segmentMaxBytes) await this.withJournal(() => this.seal(seg, true));
     }
@@ -538,7 +554,7 @@ class Writer<R> implements BatchWriter<R> {
       await d.sync().catch(() => undefined);
       await d.close();
     }
-    const seg: Segment = { seq, path, header: this.header, count: 0, committed: 0, bytes: 0, rows: [], fh, sealed: false };
+    const seg: Segment = { seq, path, header: this.header, count: 0, committed: 0, bytes: 0, rows: [], base: 0, createdAt: Date.now(), fh, sealed: false };
     this.segments.push(seg);
     this.active = seg;
     return seg;
