@@ -6,12 +6,16 @@ import type { Config } from '../config/schema.js';
 import type { Db } from '../db/pool.js';
 import * as Q from '../db/queries/billing.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { Authenticated, AuthorizeDecision, CallEvent, RequestFacts } from '../proxy/hooks.js';
 import {
   applicableRates, availableCredit, budgetSeconds, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
   tighter, weekMinuteClock, type Budget, type RateCandidate,
 } from './rating.js';
 import { CallSlots } from './slots.js';
+
+/** Outcome counter, when the shared Metrics has it (requested: a2b_billing_decisions_total{result}). */
+type DecisionCounter = { inc(labels: { result: string }): void };
 
 export interface BillingOptions {
   billing: Config['billing'];
@@ -20,6 +24,7 @@ export interface BillingOptions {
   /** Required when billing.creditCheck is true. */
   db?: Db;
   log: Logger;
+  metrics?: Metrics;
   /** Clock (ms since epoch), for tests. */
   now?: () => number;
 }
@@ -75,6 +80,7 @@ export class Billing {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly weekMinute: (ms: number) => number;
+  private readonly decisions: DecisionCounter | undefined;
   readonly slots: CallSlots;
 
   constructor(opts: BillingOptions) {
@@ -83,6 +89,7 @@ export class Billing {
     this.log = opts.log;
     this.now = opts.now ?? Date.now;
     this.weekMinute = weekMinuteClock(opts.billing.timezone);
+    this.decisions = (opts.metrics as unknown as { billingDecisions?: DecisionCounter } | undefined)?.billingDecisions;
     if (this.cfg.creditCheck && !this.db) throw new TypeError('Billing: a database is required when billing.creditCheck is on');
     this.slots = new CallSlots({
       setupTimeoutMs: this.cfg.setupTimeoutSec * 1000,
@@ -96,14 +103,20 @@ export class Billing {
    * unreachable) or admits with the maximum duration and a release() that frees the call slot.
    */
   async authorize(facts: Pick<RequestFacts, 'callId' | 'ruriUser'>, auth: Authenticated): Promise<AuthorizeDecision> {
+    const [result, decision] = await this.decide(facts, auth);
+    this.decisions?.inc({ result });
+    return decision;
+  }
+
+  private async decide(facts: Pick<RequestFacts, 'callId' | 'ruriUser'>, auth: Authenticated): Promise<[string, AuthorizeDecision]> {
     const account = auth.accountcode;
     const globalLimit = this.cfg.maxCallsPerAccount;
     // Cheap refusal before any database work when the account is already at the configured limit.
-    if (globalLimit > 0 && this.slots.count(account) >= globalLimit) return this.limitReject(facts.callId, account);
+    if (globalLimit > 0 && this.slots.count(account) >= globalLimit) return ['limit', this.limitReject(facts.callId, account)];
 
     if (!this.cfg.creditCheck) {
       const release = this.slots.tryAcquire(facts.callId, account, globalLimit);
-      return release ? { kind: 'ok', release } : this.limitReject(facts.callId, account);
+      return release ? ['ok', { kind: 'ok', release }] : ['limit', this.limitReject(facts.callId, account)];
     }
 
     const looked = await this.lookup(account, facts.ruriUser);
@@ -111,25 +124,25 @@ export class Billing {
     switch (quote.kind) {
       case 'db-error':
         this.log.warn({ callId: facts.callId, accountcode: account, err: quote.message }, 'credit lookup failed: call refused');
-        return { kind: 'reject', status: 503, reason: 'Service Unavailable', headers: [['Retry-After', '5']] };
+        return ['db-error', { kind: 'reject', status: 503, reason: 'Service Unavailable', headers: [['Retry-After', '5']] }];
       case 'no-card':
       case 'inactive':
         this.log.info({ callId: facts.callId, accountcode: account, why: quote.kind }, 'card not usable: call refused');
-        return { kind: 'reject', status: 403, reason: 'Forbidden' };
+        return [quote.kind, { kind: 'reject', status: 403, reason: 'Forbidden' }];
       case 'no-rate':
         this.log.info({ callId: facts.callId, accountcode: account }, 'no rate for the dialled number: call refused');
-        return { kind: 'reject', status: this.cfg.noRateStatus, reason: reasonFor(this.cfg.noRateStatus, 'No Rate') };
+        return ['no-rate', { kind: 'reject', status: this.cfg.noRateStatus, reason: reasonFor(this.cfg.noRateStatus, 'No Rate') }];
       case 'no-credit':
         this.log.info({ callId: facts.callId, accountcode: account, available: quote.available }, 'not enough credit: call refused');
-        return { kind: 'reject', status: this.cfg.noCreditStatus, reason: reasonFor(this.cfg.noCreditStatus, 'No Credit') };
+        return ['no-credit', { kind: 'reject', status: this.cfg.noCreditStatus, reason: reasonFor(this.cfg.noCreditStatus, 'No Credit') }];
       case 'ok': {
         // Synchronous from here on: the limit check and the slot are atomic.
         let limit = globalLimit;
         if (this.cfg.honourSimultaccess && looked.simultaccess !== 1) limit = limit > 0 ? Math.min(limit, 1) : 1;
         const release = this.slots.tryAcquire(facts.callId, account, limit);
-        if (!release) return this.limitReject(facts.callId, account);
+        if (!release) return ['limit', this.limitReject(facts.callId, account)];
         this.log.debug({ callId: facts.callId, accountcode: account, maxDurationSec: quote.maxDurationSec, prefix: quote.prefix, rate: quote.ratePerMin }, 'call authorised');
-        return quote.maxDurationSec === undefined ? { kind: 'ok', release } : { kind: 'ok', maxDurationSec: quote.maxDurationSec, release };
+        return ['ok', quote.maxDurationSec === undefined ? { kind: 'ok', release } : { kind: 'ok', maxDurationSec: quote.maxDurationSec, release }];
       }
     }
   }

@@ -193,9 +193,14 @@ export class Dialogs {
     const now = this.now();
     const expired: Confirmed[] = [];
     let restored = 0;
+    let foreign = 0;
     for (const rec of records.values()) {
+      if (!isDialogRecord(rec) || this.confirmed.has(rec.key)) continue;
       // A gateway restores only its own dialogs (dialog.instance), from either store.
-      if (!isDialogRecord(rec) || rec.instance !== this.cfg.instance || this.confirmed.has(rec.key)) continue;
+      if (rec.instance !== this.cfg.instance) {
+        foreign++;
+        continue;
+      }
       rec.info.callerCseq += CSEQ_RESTORE_BUMP;
       rec.info.calleeCseq += CSEQ_RESTORE_BUMP;
       rec.updated = now;
@@ -209,6 +214,7 @@ export class Dialogs {
     for (const [k, t] of this.tombstones) this.dbw?.delete(k, t);
     await this.file.compact(this.snapshotLines());
     this.gauge();
+    if (foreign > 0) this.log.warn({ foreign, instance: this.cfg.instance, path: this.file.path }, 'state file holds dialogs of another dialog.instance: not restored');
     this.log.info({ restored, expired: expired.length, fromDb, path: this.file.path }, 'dialogs restored');
     for (const d of expired) void this.terminate(d, 'max-duration');
     return restored;
