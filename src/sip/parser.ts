@@ -116,9 +116,10 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
     reason = sl.length > 12 ? sl.slice(12) : '';
   } else {
     isRequest = true;
+    // the version is after the LAST space, so a Request-URI with spaces in it is reported as a bad URI (answerable)
     const sp1 = sl.indexOf(' ');
-    const sp2 = sp1 < 0 ? -1 : sl.indexOf(' ', sp1 + 1);
-    if (sp1 <= 0 || sp2 < 0) return garbage('Bad request line');
+    const sp2 = sp1 < 0 ? -1 : sl.lastIndexOf(' ');
+    if (sp1 <= 0 || sp2 <= sp1) return garbage('Bad request line');
     method = sl.slice(0, sp1);
     for (let i = 0; i < method.length; i++) if (!isTokenChar(method.charCodeAt(i))) return garbage('Bad request line');
     uriRaw = sl.slice(sp1 + 1, sp2);

@@ -22,7 +22,7 @@ describe('valid fixtures', () => {
     const m = parse(f);
     const out = m.toBuffer();
     expect(parseMessage(out).ok).toBe(true);
-    if (f === 'valid-udp-no-cl.sip' || f === 'valid-udp-trailing.sip' || f === 'valid-leading-crlf.sip') return;
+    if (['valid-udp-no-cl.sip', 'valid-udp-trailing.sip', 'valid-leading-crlf.sip', 'valid-torture-dblreq.sip'].includes(f)) return;
     expect(out.equals(buf)).toBe(true);
   });
 
@@ -146,6 +146,56 @@ describe('valid fixtures', () => {
   });
 });
 
+describe('torture cases (RFC 4475 style, written for this project)', () => {
+  it('dblreq: a second request past Content-Length in the same datagram is discarded', () => {
+    const m = req('valid-torture-dblreq.sip');
+    expect(m.method).toBe('REGISTER');
+    expect(m.body.length).toBe(0);
+    expect(m.toBuffer().toString('latin1')).not.toContain('INVITE');
+  });
+
+  it('semiuri: a ";" in the user part stays in the user part', () => {
+    const u = req('valid-torture-semiuri.sip').uri;
+    expect(u.user).toBe('user;par=u%40example.net');
+    expect(u.host).toBe('example.com');
+    expect(u.params.size).toBe(0);
+  });
+
+  it('transports: comma-joined Via lines with unknown transports and odd spacing', () => {
+    const vias = req('valid-torture-transports.sip').vias;
+    expect(vias.map((v) => [v.transport, v.host])).toEqual([
+      ['UDP', 't1.example.com'], ['SCTP', 't2.example.com'], ['TLS', 't3.example.com'], ['UNKNOWN', 't4.example.com'], ['TCP', 't5.example.com'],
+    ]);
+  });
+
+  it('noreason / unreason: empty and UTF-8 reason phrases', () => {
+    expect((parse('valid-torture-noreason.sip') as SipResponse).reason).toBe('');
+    const r = parse('valid-torture-unreason.sip') as SipResponse;
+    expect(r.status).toBe(200);
+    expect(fromWire(r.reason)).toBe('= 2**3 * 5**2 но сто девяносто');
+  });
+
+  it('zero Max-Forwards parses (the proxy answers 483); a URN Request-URI parses as opaque', () => {
+    expect(req('valid-torture-zeromf.sip').maxForwards).toBe(0);
+    expect(req('valid-torture-urn.sip').uri).toMatchObject({ scheme: 'urn', opaque: 'service:sos' });
+  });
+
+  it('long values: a 3 KB header, 40 Route values, 100 URI parameters', () => {
+    const m = req('valid-torture-long.sip');
+    expect(m.getHeader('x-long')?.length).toBe(3000);
+    expect(m.routes).toHaveLength(40);
+    expect(m.contacts?.[0]?.uri?.params.size).toBe(100);
+    expect(m.removeFirstRoute()?.uri?.host).toBe('r0.example.com');
+    expect(parseOrThrow(m.toBuffer()).routes).toHaveLength(39);
+  });
+
+  it('multipart: a body containing blank lines is taken whole by Content-Length', () => {
+    const m = req('valid-torture-multipart.sip');
+    expect(m.body.toString('latin1')).toContain('--b1--');
+    expect(m.body.length).toBe(m.contentLength);
+  });
+});
+
 describe('malformed fixtures', () => {
   const cases: Array<[string, SipParseError['kind'], number, string]> = [
     ['bad-cseq-alpha.sip', 'bad', 400, 'Bad CSeq'],
@@ -181,6 +231,13 @@ describe('malformed fixtures', () => {
     ['bad-bare-cr.sip', 'bad', 400, 'Bare CR in header'],
     ['bad-binary.sip', 'garbage', 400, 'NUL in header'],
     ['bad-empty-lines.sip', 'garbage', 400, 'Empty message'],
+    ['bad-torture-ltgtruri.sip', 'bad', 400, 'Bad Request-URI'],
+    ['bad-torture-lwsruri.sip', 'bad', 400, 'Bad Request-URI'],
+    ['bad-torture-badaspec.sip', 'bad', 400, 'Bad To'],
+    ['bad-torture-quotbal.sip', 'bad', 400, 'Bad From'],
+    ['bad-torture-scalarmf.sip', 'bad', 400, 'Bad Max-Forwards'],
+    ['bad-torture-cseqneg.sip', 'bad', 400, 'Bad CSeq'],
+    ['bad-torture-viaparam.sip', 'garbage', 400, 'Bad Via'],
   ];
 
   it('every bad-* fixture has an expectation', () => {
