@@ -77,17 +77,15 @@ export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
   let outProto: TransportProto | undefined;
 
   const ruri = req.tryUri();
-  if (ruri && isOurs(ruri, id) && !ruri.params.has('lr') && routes.length > 0) {
+  if (ruri && isOurs(ruri, id)) {
     // A strict router before us put our Record-Route URI in the R-URI: the real target is the last Route.
+    if (routes.length === 0) return { kind: 'bad', reason: 'Request-URI is our Record-Route but no Route is left' };
     const last = routes[routes.length - 1]!;
     ours = true;
     ftag = paramOf(ruri, 'ftag');
     req.setUri(last.uriRaw);
     removeLastRoute(req);
     routes = req.routes ?? [];
-  } else if (ruri && isOurs(ruri, id) && ruri.params.has('lr')) {
-    // A loose-routing URI of ours in the R-URI with no Route: a misbehaving strict router; nothing to go on.
-    if (routes.length === 0) return { kind: 'bad', reason: 'Request-URI is our Record-Route but no Route left' };
   }
 
   let removed = 0;

@@ -265,6 +265,8 @@ export class UaDialog {
   /** In the order this UA puts them as Route headers. */
   routeSet: string[];
   readonly ended: { by?: 'local' | 'remote' } = {};
+  /** Behave like an RFC 2543 strict router: send to the Request-URI instead of the first Route. */
+  strictRouting = false;
 
   constructor(
     private readonly ua: SipUa,
@@ -284,6 +286,7 @@ export class UaDialog {
 
   /** Where in-dialog requests physically go: the first Route (loose routing) or the remote target. */
   nextHop(): HostPort {
+    if (this.strictRouting) return hopOf(this.remoteTarget, this.ua.proto);
     return hopOf(this.routeSet.length > 0 ? uriOf(this.routeSet[0]!) : this.remoteTarget, this.ua.proto);
   }
 
@@ -546,7 +549,7 @@ export class SipUa {
       `Call-ID: ${callId}`,
       `CSeq: ${cseq} INVITE`,
       `Contact: <${this.contactUri(proto)}>`,
-      'User-Agent: sip-ua-test',
+      ...((opts.headers ?? []).some(([k]) => k.toLowerCase() === 'user-agent') ? [] : ['User-Agent: sip-ua-test']),
       ...(opts.headers ?? []).map(([k, v]) => `${k}: ${v}`),
       'Content-Type: application/sdp',
       `Content-Length: ${Buffer.byteLength(body)}`,
