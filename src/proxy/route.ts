@@ -77,9 +77,8 @@ export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
   let outProto: TransportProto | undefined;
 
   const ruri = req.tryUri();
-  if (ruri && isOurs(ruri, id)) {
+  if (ruri && routes.length > 0 && isOurs(ruri, id) && (ruri.params.has('lr') || ruri.params.has('ftag'))) {
     // A strict router before us put our Record-Route URI in the R-URI: the real target is the last Route.
-    if (routes.length === 0) return { kind: 'bad', reason: 'Request-URI is our Record-Route but no Route is left' };
     const last = routes[routes.length - 1]!;
     ours = true;
     ftag = paramOf(ruri, 'ftag');
