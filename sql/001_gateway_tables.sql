@@ -4,7 +4,7 @@
 -- Extra trusted sources for IP authentication (carriers, customers with address ranges).
 CREATE TABLE IF NOT EXISTS gw_trusted (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  grp INT UNSIGNED NOT NULL DEFAULT 1,
+  grp INT UNSIGNED NOT NULL DEFAULT 1,              -- 1..n; auth.ipGroups can restrict which groups are trusted
   ip_addr VARCHAR(50) NOT NULL,                 -- IPv4 or IPv6 address (network address of the range)
   mask TINYINT UNSIGNED NOT NULL DEFAULT 32,    -- prefix length: 0-32 for IPv4, 0-128 for IPv6
   port INT UNSIGNED NOT NULL DEFAULT 0,         -- 0 = any source port

@@ -21,10 +21,10 @@ WHERE c.status = 1
   AND b.secret <> '';
 
 -- IP authentication: peers whose host is a literal IPv4/IPv6 address, plus the gateway's extra
--- trusted sources (gw_trusted). grp 0 = A2Billing peers; proto 'any' for peers (sip.conf has no per-peer transport here).
+-- trusted sources (gw_trusted). grp 1 for A2Billing peers (Kamailio's permissions needs grp > 0); proto 'any' for peers (sip.conf has no per-peer transport here).
 CREATE OR REPLACE SQL SECURITY DEFINER VIEW address AS
 SELECT CAST(CONCAT('p', b.id) AS CHAR(24)) AS id,
-       CAST(0 AS UNSIGNED) AS grp,
+       CAST(1 AS UNSIGNED) AS grp,
        CAST(b.host AS CHAR(50)) AS ip_addr,
        CAST(CASE WHEN b.host LIKE '%:%' THEN 128 ELSE 32 END AS UNSIGNED) AS mask,
        CAST(CASE WHEN b.port REGEXP '^[0-9]{1,5}$' THEN b.port ELSE '0' END AS UNSIGNED) AS port,

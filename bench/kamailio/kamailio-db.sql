@@ -16,5 +16,9 @@ CREATE TABLE acc_cdrs (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, start_time DA
 -- permissions also checks `trusted` at start-up; it stays empty (sources are in `address`).
 CREATE TABLE trusted (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, src_ip VARCHAR(50) NOT NULL, proto VARCHAR(4) NOT NULL,
   from_pattern VARCHAR(64) DEFAULT NULL, ruri_pattern VARCHAR(64) DEFAULT NULL, tag VARCHAR(64), priority INT NOT NULL DEFAULT 0);
-CREATE VIEW address AS SELECT 0 AS id, grp, ip_addr, mask, port, tag FROM @A2BDB@.address;
+-- permissions insists on INT columns, which a view over a UNION cannot give: copy the gateway's view once
+-- (Kamailio caches the table at start-up anyway, db_mode 1).
+CREATE TABLE address (id INT UNSIGNED AUTO_INCREMENT PRIMARY KEY, grp INT UNSIGNED NOT NULL DEFAULT 1, ip_addr VARCHAR(50) NOT NULL,
+  mask INT NOT NULL DEFAULT 32, port SMALLINT UNSIGNED NOT NULL DEFAULT 0, tag VARCHAR(64));
+INSERT INTO address (grp, ip_addr, mask, port, tag) SELECT grp, ip_addr, mask, port, tag FROM @A2BDB@.address;
 CREATE VIEW subscriber AS SELECT id, username, domain, password, accountcode FROM @A2BDB@.subscriber;
