@@ -344,7 +344,9 @@ export class Dialogs {
     const at = this.now();
     const info = d.rec.info;
     this.log.info({ callId: info.callId, accountcode: info.accountcode, reason }, 'ending dialog: BYE to both sides');
-    d.terminating = (async () => {
+    // endDialog runs one microtask later, so `terminating` is set before the proxy's own `ended` (which it emits
+    // synchronously inside endDialog) comes back through onCallEvent.
+    d.terminating = Promise.resolve().then(async () => {
       try {
         await this.opts.actions.endDialog(structuredClone(info), reason);
       } catch (e) {
@@ -359,7 +361,7 @@ export class Dialogs {
           this.log.error({ callId: info.callId, err: (e as Error).message }, 'ended event consumer failed');
         }
       }
-    })();
+    });
     return d.terminating;
   }
 

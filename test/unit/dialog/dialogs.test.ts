@@ -128,6 +128,34 @@ describe('Dialogs: timers and events', () => {
     expect(dialogs.activeCount).toBe(0);
   });
 
+  it('like the real proxy: an ended emitted synchronously inside endDialog is the only one, the dialog stays saved until BYEs finish', async () => {
+    let finish!: () => void;
+    const seen: CallEvent[] = [];
+    await dialogs.close();
+    dialogs = new Dialogs({
+      dialog: cfg(), log: silentLogger(), store, emit: (ev) => { seen.push(ev); dialogs.onCallEvent(ev); },
+      actions: {
+        endDialog: (d, reason) => {
+          const ev: CallEvent = { type: 'ended', callId: d.callId, fromTag: d.callerTag, toTag: d.calleeTag, reason, at: Date.now() };
+          seen.push(ev);
+          dialogs.onCallEvent(ev);
+          return new Promise<void>((r) => { finish = r; });
+        },
+      },
+    });
+    dialogs.setMaxDuration('p1', 3);
+    dialogs.onCallEvent(answered(info('p1', T0)));
+    await vi.advanceTimersByTimeAsync(3000);
+    expect(seen).toHaveLength(1);
+    expect(dialogs.list()[0]!.state).toBe('terminating');
+    expect(store.file.at(-1)!.op).toBe('up');
+    finish();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seen).toHaveLength(1);
+    expect(dialogs.activeCount).toBe(0);
+    expect(store.file.at(-1)!.op).toBe('del');
+  });
+
   it('keeps the dialog saved until endDialog settles, and emits ended even if endDialog fails', async () => {
     let fail!: (e: Error) => void;
     endDialogImpl = () => new Promise<void>((_, rej) => { fail = rej; });
