@@ -38,6 +38,12 @@ const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REG
 /** The methods this gateway relays; sent in Allow. */
 export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, NOTIFY, REFER, MESSAGE';
 
+/** What authorize() granted: a release callback (call slot) and the maximum duration. */
+export interface Authorization {
+  release?: () => void;
+  maxDurationSec?: number;
+}
+
 /** One incoming request as the script sees it. */
 export interface Inbound {
   readonly req: SipRequest;
@@ -79,6 +85,10 @@ interface Forwarding {
   initial: boolean;
   auth: Authenticated | undefined;
   release: (() => void) | undefined;
+  /** What authorize() allowed (events carry it to accounting and dialogs). */
+  maxDurationSec: number | undefined;
+  /** In-dialog requests: sent by the caller (from our Record-Route's ftag). */
+  fromCaller: boolean;
   cancelled: boolean;
   /** A final answer went upstream (relayed or ours). */
   done: boolean;
@@ -92,6 +102,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   private readonly forwardings = new Map<ServerTransaction, Forwarding>();
   /** Answered calls still up: release callbacks from authorize, by Call-ID. */
   private readonly releases = new Map<string, () => void>();
+  /** Snapshots of answered calls still up (for `ended.dialog`), by Call-ID. */
+  private readonly dialogs = new Map<string, DialogInfo>();
   private readonly pending = new Set<{ timer: NodeJS.Timeout; ct: ClientTransaction | undefined; done: (s: number) => void }>();
   stopping = false;
   private script: (inb: Inbound) => Promise<void> = async () => undefined;
@@ -224,8 +236,13 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     return base;
   }
 
-  /** Relays an in-dialog request to the next hop found by loose routing (ACK statelessly, others statefully). */
-  relayInDialog(inb: Inbound, nextHop: SipUri, outProto: TransportProto | undefined): void {
+  /**
+   * Relays an in-dialog request to the next hop found by loose routing (ACK statelessly, others statefully) and
+   * reports it (`in-dialog`; `ended` once a BYE got its final answer). `ftag` tells the direction.
+   */
+  relayInDialog(inb: Inbound, nextHop: SipUri, outProto: TransportProto | undefined, ftag: string | undefined): void {
+    const fromCaller = ftag === undefined ? true : inb.facts.fromTag === ftag;
+    this.noteInDialog(inb, fromCaller);
     const hop: Hop = { target: undefined, dest: undefined, uri: nextHop, proto: outProto ?? inb.iface.proto, ruri: undefined };
     if (!inb.st) {
       // ACK for a 2xx: end to end, no transaction, but with our Via (RFC 3261 §16.6 step 8).
@@ -238,20 +255,20 @@ export class ProxyCore implements ProxyActions, TransactionUser {
       }).catch((e: unknown) => this.sendFailed(e, inb.facts.callId));
       return;
     }
-    this.startForwarding(inb, [hop], { initial: false, auth: undefined, release: undefined });
+    this.startForwarding(inb, [hop], { initial: false, auth: undefined, authz: undefined, fromCaller });
   }
 
   /** Forwards an initial INVITE to the targets in order (serial forking with failover). */
-  forward(inb: Inbound, targets: Target[], auth: Authenticated | undefined, release: (() => void) | undefined): void {
+  forward(inb: Inbound, targets: Target[], auth: Authenticated | undefined, authz: Authorization | undefined): void {
     const st = inb.st;
     if (!st || st.state !== 'proceeding' || this.stopping) {
       // CANCELled (or otherwise answered) while the script was waiting on a hook.
-      release?.();
+      authz?.release?.();
       return;
     }
     const ruri = inb.req.tryUri();
     const hops: Hop[] = targets.map((t) => ({ target: t, dest: undefined, uri: undefined, proto: t.proto, ruri: rewriteRuri(ruri, t) }));
-    this.startForwarding(inb, hops, { initial: inb.req.method === 'INVITE', auth, release });
+    this.startForwarding(inb, hops, { initial: inb.req.method === 'INVITE', auth, authz, fromCaller: true });
   }
 
   private async resolveHop(hop: Hop): Promise<Destination> {
@@ -267,17 +284,17 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     return hop.dest;
   }
 
-  private startForwarding(inb: Inbound, hops: Hop[], o: { initial: boolean; auth: Authenticated | undefined; release: (() => void) | undefined }): void {
+  private startForwarding(inb: Inbound, hops: Hop[], o: { initial: boolean; auth: Authenticated | undefined; authz: Authorization | undefined; fromCaller: boolean }): void {
     const st = inb.st!;
     const f: Forwarding = {
       st, base: this.baseCopy(inb.req), inbound: inb, hops, next: 0, attempt: 0, branch: undefined,
-      initial: o.initial, auth: o.auth, release: o.release, cancelled: false, done: false, answered: false,
-      startedAt: Date.now(), lastFailure: undefined,
+      initial: o.initial, auth: o.auth, release: o.authz?.release, maxDurationSec: o.authz?.maxDurationSec,
+      fromCaller: o.fromCaller, cancelled: false, done: false, answered: false, startedAt: Date.now(), lastFailure: undefined,
     };
     this.forwardings.set(st, f);
     st.onTerminated = () => { if (this.forwardings.get(st) === f) this.forwardings.delete(st); };
     if (f.initial) {
-      this.emit({ type: 'start', facts: inb.facts, auth: f.auth, at: f.startedAt });
+      this.emit({ type: 'start', facts: inb.facts, auth: f.auth, at: f.startedAt, maxDurationSec: f.maxDurationSec });
       this.metrics?.calls.inc({ event: 'started' });
       this.metrics?.callsActive.inc();
     }
@@ -356,7 +373,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
       const wasDone = f.done;
       f.done = true;
       if (f.initial) this.answered(f, b, res, wasDone);
-      else this.inDialogOutcome(f, s);
+      else this.inDialogOutcome(f, s, res.reason);
       return;
     }
     if (f.done) return; // already answered upstream (Timer C 408, CANCEL 487); the layer ACKed this final
@@ -369,7 +386,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     f.done = true;
     this.log.info({ callId: facts.callId, status: s, reason: res.reason, method: f.inbound.req.method }, 'final response relayed');
     if (f.initial) this.failed(f, b.hop.target, s, res.reason, f.cancelled);
-    else this.inDialogOutcome(f, s);
+    else this.inDialogOutcome(f, s, res.reason);
   }
 
   private onBranchTimeout(f: Forwarding, b: Branch, kind: TimeoutKind): void {
@@ -416,11 +433,11 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     f.done = true;
     this.reply(f.inbound, status, reason, headers);
     if (f.initial) this.failed(f, f.branch?.hop.target ?? f.lastFailure?.target, status, reason, cancelled);
-    else this.inDialogOutcome(f, status);
+    else this.inDialogOutcome(f, status, reason);
   }
 
   private failed(f: Forwarding, target: Target | undefined, status: number, reason: string, cancelled: boolean): void {
-    this.emit({ type: 'failed', facts: f.inbound.facts, auth: f.auth, target, status, reason, at: Date.now(), cancelled });
+    this.emit({ type: 'failed', facts: f.inbound.facts, auth: f.auth, target, status, reason, at: Date.now(), cancelled, attempt: f.attempt > 0 ? f.attempt : undefined });
     this.metrics?.calls.inc({ event: cancelled ? 'cancelled' : 'failed' });
     this.metrics?.callsActive.dec();
     const release = f.release;
@@ -436,19 +453,28 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     dialog.accountcode = f.auth?.accountcode ?? '';
     this.log.info({ callId: facts.callId, status: res.status, target: target.id, setupMs: now - f.startedAt }, 'call answered');
     if (afterFailure) this.metrics?.callsActive.inc(); // a 2xx that beat our own 408/487 upstream: the call is up
-    this.emit({ type: 'answered', facts, auth: f.auth, target, status: res.status, reason: res.reason, at: now, dialog });
+    this.emit({ type: 'answered', facts, auth: f.auth, target, status: res.status, reason: res.reason, at: now, dialog, maxDurationSec: f.maxDurationSec });
+    this.dialogs.set(facts.callId, dialog);
     this.metrics?.calls.inc({ event: 'answered' });
     this.metrics?.callSetupSeconds.observe((now - f.startedAt) / 1000);
     if (f.release) this.releases.set(facts.callId, f.release);
     f.release = undefined;
   }
 
-  private inDialogOutcome(f: Forwarding, status: number): void {
+  /** A BYE got its final answer (relayed or ours): the call is over for accounting, dialogs and billing. */
+  private inDialogOutcome(f: Forwarding, status: number, reason: string): void {
     const { req, facts } = f.inbound;
-    if (req.method === 'BYE' && status >= 200) this.endCall(facts.callId);
+    if (req.method !== 'BYE' || status < 200) return;
+    const dialog = this.dialogs.get(facts.callId);
+    this.emit({
+      type: 'ended', callId: facts.callId, fromTag: facts.fromTag, toTag: req.tryTo()?.tag ?? '',
+      reason: f.fromCaller ? 'bye-caller' : 'bye-callee', at: Date.now(), status, statusReason: reason, dialog,
+    });
+    this.endCall(facts.callId);
   }
 
   private endCall(callId: string): void {
+    this.dialogs.delete(callId);
     const release = this.releases.get(callId);
     if (!release) return;
     this.releases.delete(callId);
@@ -501,15 +527,15 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     };
   }
 
-  /** In-dialog bookkeeping for stages (and the end of a call on BYE). Direction from our Record-Route's ftag. */
-  noteInDialog(inb: Inbound, ftag: string | undefined): void {
+  /** In-dialog bookkeeping for stages (CSeqs for the dialog snapshot) and for our own snapshot copy. */
+  private noteInDialog(inb: Inbound, fromCaller: boolean): void {
     const { facts } = inb;
     const toTag = inb.req.tryTo()?.tag ?? '';
-    const fromCaller = ftag === undefined ? true : facts.fromTag === ftag;
-    const at = Date.now();
-    this.emit({ type: 'in-dialog', callId: facts.callId, fromTag: facts.fromTag, toTag, method: facts.method, cseq: facts.cseq, fromCaller, at });
-    if (facts.method === 'BYE') {
-      this.emit({ type: 'ended', callId: facts.callId, fromTag: facts.fromTag, toTag, reason: fromCaller ? 'bye-caller' : 'bye-callee', at });
+    this.emit({ type: 'in-dialog', callId: facts.callId, fromTag: facts.fromTag, toTag, method: facts.method, cseq: facts.cseq, fromCaller, at: Date.now() });
+    const d = this.dialogs.get(facts.callId);
+    if (d && facts.method !== 'ACK' && facts.method !== 'CANCEL') {
+      if (fromCaller) d.callerCseq = Math.max(d.callerCseq, facts.cseq);
+      else d.calleeCseq = Math.max(d.calleeCseq, facts.cseq);
     }
   }
 
@@ -561,7 +587,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
       method: 'BYE', uri: d.callerContact, from: d.toHeader, to: d.fromHeader, callId: d.callId,
       cseq: d.calleeCseq + 1, route: d.callerRouteSet, hop: d.callerHop, headers: why,
     }, 64 * this.cfg.t1Ms);
-    this.emit({ type: 'ended', callId: d.callId, fromTag: d.callerTag, toTag: d.calleeTag, reason, at: Date.now() });
+    // No `ended` here: the dialog stage that asked emits it once this promise settles (see NOTES-dialog.md).
     await Promise.all([toCallee, toCaller]);
     this.endCall(d.callId);
   }

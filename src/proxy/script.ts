@@ -2,7 +2,7 @@
 // a retransmission, the ACK of one of our non-2xx answers, or a CANCEL of a pending INVITE comes here.
 // The core (core.ts) offers the primitives: reply, drop, relayInDialog, forward.
 import { ACCOUNTCODE_HEADER, CALLREF_HEADER, callRef } from './callref.js';
-import { ALLOW, type Inbound, type ProxyCore } from './core.js';
+import { ALLOW, type Authorization, type Inbound, type ProxyCore } from './core.js';
 import type { Authenticated } from './hooks.js';
 import { isOurs, looseRoute } from './route.js';
 
@@ -41,9 +41,8 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
       if (lr.kind === 'routed') {
         // Account codes are only ever ours, in-dialog too (a re-INVITE must not smuggle one to Asterisk).
         req.removeHeader(ACCOUNTCODE_HEADER);
-        core.noteInDialog(inb, lr.ftag);
         if (req.method === 'INVITE') reply(100, 'Trying'); // a re-INVITE may ring for a while too
-        return core.relayInDialog(inb, lr.nextHopUri, lr.outProto);
+        return core.relayInDialog(inb, lr.nextHopUri, lr.outProto, lr.ftag);
       }
       if (req.method === 'ACK') return core.drop(inb, 'ACK not routable');
       if (lr.kind === 'bad') return reply(400, lr.reason);
@@ -89,32 +88,33 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     req.setHeader(CALLREF_HEADER, callRef(facts.callId));
 
     // ---- credit -----------------------------------------------------------------------------------
-    let release: (() => void) | undefined;
+    let authz: Authorization | undefined;
     if (hooks.authorize) {
       const z = await hooks.authorize(facts, auth);
       if (z.kind === 'reject') return reply(z.status, z.reason, z.headers);
-      release = z.release;
+      authz = { release: z.release, maxDurationSec: z.maxDurationSec };
     }
+    const release = (): void => authz?.release?.();
 
     // ---- where to ---------------------------------------------------------------------------------
     let r;
     try {
       r = await hooks.route(facts, auth);
     } catch (e) {
-      release?.();
+      release();
       throw e;
     }
     if (r.kind === 'reject') {
-      release?.();
+      release();
       return reply(r.status, r.reason, r.headers);
     }
     if (r.targets.length === 0) {
-      release?.();
+      release();
       return reply(503, 'Service Unavailable', [['Retry-After', String(core.cfg.retryAfterSec)]]);
     }
 
     // ---- Record-Route, call events, serial forwarding (core) ----------------------------------------
     log.info({ callId: facts.callId, accountcode: auth.accountcode, method: auth.method, ruriUser: facts.ruriUser, targets: r.targets.map((t) => t.id) }, 'routing call');
-    core.forward(inb, r.targets, auth, release);
+    core.forward(inb, r.targets, auth, authz);
   };
 }

@@ -52,7 +52,10 @@ describe('proxy: a full call over UDP', () => {
     const types = gw.hooks.events.map((e) => e.type);
     expect(types).toEqual(['start', 'answered', 'in-dialog', 'in-dialog', 'ended']);
     const ended = gw.hooks.events.at(-1)!;
-    expect(ended.type === 'ended' && ended.reason).toBe('bye-caller');
+    if (ended.type !== 'ended') throw new Error('expected ended');
+    expect([ended.reason, ended.status, ended.statusReason]).toEqual(['bye-caller', 200, 'OK']);
+    expect(ended.dialog?.callId).toBe(call.callId);
+    expect(ended.dialog?.callerCseq).toBe(2); // the BYE's CSeq, bookkept from the in-dialog requests
     const answered = gw.hooks.events[1]!;
     if (answered.type !== 'answered') throw new Error('expected answered');
     expect(answered.dialog.callId).toBe(call.callId);

@@ -85,6 +85,10 @@ describe('proxy script: hooks', () => {
     expect(releases).toBe(0);
     expect((await call.dialog!.request('BYE').final()).status).toBe(200);
     expect(releases).toBe(1);
+    const answered = gw.hooks.events.find((e) => e.type === 'answered');
+    const start = gw.hooks.events.filter((e) => e.type === 'start').at(-1);
+    expect(answered?.type === 'answered' && answered.maxDurationSec).toBe(60);
+    expect(start?.type === 'start' && start.maxDurationSec).toBe(60);
   });
 
   it('route → reject answers its status; no targets → 503 with Retry-After; release runs on failure', async () => {
