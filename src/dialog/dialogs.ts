@@ -117,8 +117,8 @@ export class Dialogs {
   }
 
   /**
-   * The maximum duration authorize gave this call (wire: after billing.authorize returns ok with
-   * maxDurationSec). Applied when the call is answered.
+   * The maximum duration authorize gave this call, applied when it is answered. Only needed when the proxy
+   * does not carry it on the `answered` event (which wins when present).
    */
   setMaxDuration(callId: string, maxDurationSec: number | undefined): void {
     if (maxDurationSec === undefined) this.limits.delete(callId);
@@ -138,7 +138,7 @@ export class Dialogs {
           this.limits.delete(ev.facts.callId);
           break;
         case 'answered':
-          this.answered(ev.dialog, ev.at);
+          this.answered(ev.dialog, ev.at, ev.maxDurationSec);
           break;
         case 'in-dialog':
           this.inDialog(ev.callId, ev.fromTag, ev.toTag, ev.cseq, ev.fromCaller);
@@ -276,11 +276,12 @@ export class Dialogs {
 
   // --- events ---
 
-  private answered(info: DialogInfo, at: number): void {
+  private answered(info: DialogInfo, at: number, fromEvent: number | undefined): void {
     const key = dialogKey(info.callId, info.callerTag, info.calleeTag);
     this.early.delete(info.callId);
     if (this.confirmed.has(key)) return; // 2xx retransmission or a duplicate event
-    const limit = this.limits.get(info.callId);
+    // The proxy carries authorize's limit on the event; setMaxDuration() is the same value by another path.
+    const limit = fromEvent !== undefined && fromEvent > 0 ? { sec: fromEvent } : this.limits.get(info.callId);
     this.limits.delete(info.callId);
     const answeredAt = info.answeredAt || at || this.now();
     const lifetimeSec = limit ? Math.min(limit.sec, this.cfg.defaultMaxLifetimeSec) : this.cfg.defaultMaxLifetimeSec;
@@ -356,7 +357,7 @@ export class Dialogs {
       this.remove(d, reason);
       if (!d.endedElsewhere && this.opts.emit) {
         try {
-          this.opts.emit({ type: 'ended', callId: info.callId, fromTag: info.callerTag, toTag: info.calleeTag, reason, at });
+          this.opts.emit({ type: 'ended', callId: info.callId, fromTag: info.callerTag, toTag: info.calleeTag, reason, at, dialog: structuredClone(info) });
         } catch (e) {
           this.log.error({ callId: info.callId, err: (e as Error).message }, 'ended event consumer failed');
         }

@@ -122,7 +122,7 @@ describe('dialog persistence and restart', () => {
     expect(ended!.at - d.answeredAt).toBeLessThan(2300);
     expect(ended!.info).toEqual({ ...d, callerCseq: 102 + CSEQ_RESTORE_BUMP, calleeCseq: 7 + CSEQ_RESTORE_BUMP });
     await until(() => (b.emitted.length > 0 ? true : undefined), 500);
-    expect(b.emitted).toEqual([{ type: 'ended', callId: d.callId, fromTag: d.callerTag, toTag: d.calleeTag, reason: 'max-duration', at: expect.any(Number) }]);
+    expect(b.emitted).toEqual([{ type: 'ended', callId: d.callId, fromTag: d.callerTag, toTag: d.calleeTag, reason: 'max-duration', at: expect.any(Number), dialog: ended!.info }]);
     await b.dialogs.flush();
     expect(await row(d.callId)).toBeUndefined();
     // And a third start finds nothing left to restore.

@@ -77,9 +77,17 @@ describe('Dialogs: timers and events', () => {
     expect(ends).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
     expect(ends).toEqual([{ callId: 'c1', reason: 'max-duration', cseq: [1, 0] }]);
-    expect(emitted).toEqual([{ type: 'ended', callId: 'c1', fromTag: 'ft-c1', toTag: 'tt-c1', reason: 'max-duration', at: T0 + 96_000 }]);
+    expect(emitted).toEqual([{ type: 'ended', callId: 'c1', fromTag: 'ft-c1', toTag: 'tt-c1', reason: 'max-duration', at: T0 + 96_000, dialog: info('c1', T0) }]);
     expect(dialogs.activeCount).toBe(0);
     expect(store.file.at(-1)).toMatchObject({ op: 'del', key: dialogKey('c1', 'ft-c1', 'tt-c1') });
+  });
+
+  it('takes the maximum duration from the answered event when the proxy carries it', async () => {
+    dialogs.setMaxDuration('ev1', 500);
+    dialogs.onCallEvent({ ...answered(info('ev1', T0)), maxDurationSec: 7 } as CallEvent);
+    expect(dialogs.list()[0]).toMatchObject({ expiresAt: T0 + 7000, maxDurationSec: 7 });
+    await vi.advanceTimersByTimeAsync(7000);
+    expect(ends.map((e) => e.callId)).toEqual(['ev1']);
   });
 
   it('the default lifetime caps a longer (or absent) maximum duration', async () => {
