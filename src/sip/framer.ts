@@ -16,6 +16,7 @@ export interface FramerHandlers {
 
 const CR = 13;
 const LF = 10;
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
 export class StreamFramer {
   private buf: Buffer | null = null;
@@ -54,7 +55,7 @@ export class StreamFramer {
           if (this.dead) return;
           continue;
         }
-        const end = buf.indexOf('\r\n\r\n', Math.max(0, this.scanFrom - 3), 'latin1');
+        const end = buf.indexOf(CRLFCRLF, Math.max(0, this.scanFrom - 3));
         if (end < 0) {
           this.scanFrom = buf.length;
           if (buf.length > this.maxMessageSize) return this.fail('too-large', 'Message Too Large', undefined);

@@ -224,14 +224,18 @@ export function parseVia(raw: string): Via | null {
   const s = raw;
   const len = s.length;
   let i = 0;
-  const fields: string[] = [];
+  // 'SIP' '/' '2.0' '/' transport, LWS allowed around the slashes
+  let protocol = '';
+  let transport = '';
   let tokenEnd = 0;
   for (let f = 0; f < 3; f++) {
     while (i < len && isWs(s.charCodeAt(i))) i++;
     const st = i;
     while (i < len && isTokenChar(s.charCodeAt(i))) i++;
     if (i === st) return null;
-    fields.push(s.slice(st, i));
+    if (f === 0) protocol = s.slice(st, i).toUpperCase();
+    else if (f === 1) protocol += `/${s.slice(st, i)}`;
+    else transport = s.slice(st, i).toUpperCase();
     tokenEnd = i;
     while (i < len && isWs(s.charCodeAt(i))) i++;
     if (f < 2) {
@@ -241,8 +245,6 @@ export function parseVia(raw: string): Via | null {
   }
   // LWS is required between the transport and sent-by
   if (i >= len || i === tokenEnd) return null;
-  const protocol = `${fields[0]!.toUpperCase()}/${fields[1]!}`;
-  const transport = fields[2]!.toUpperCase();
   // sent-by
   let host: string;
   let ipv6 = false;

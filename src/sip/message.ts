@@ -239,6 +239,13 @@ export abstract class SipMessage {
     const out: T[] = [];
     for (const h of this.headers) {
       if (h.lname !== lname) continue;
+      if (h.value.indexOf(',') < 0) {
+        // one value on the line (the common case): no list splitting
+        const v = h.value.length > 0 ? parse(h.value) : null;
+        if (v === null) return null;
+        out.push(v);
+        continue;
+      }
       const parts = splitList(h.value);
       if (parts === null || parts.length === 0) return null;
       for (const p of parts) {

@@ -54,6 +54,9 @@ export interface ParseOptions {
 const CR = 13;
 const LF = 10;
 const DEFAULT_MAX = 65535;
+// needles as Buffers: a string needle is converted to a Buffer on every call
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const LFLF = Buffer.from('\n\n', 'latin1');
 
 /** Parses one message. Never throws. */
 export function parseMessage(buf: Buffer, opts: ParseOptions = {}): ParseResult {
@@ -81,9 +84,9 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
   // end of the header block
   let headEnd: number;
   let bodyStart: number;
-  const crlf2 = buf.indexOf('\r\n\r\n', start, 'latin1');
+  const crlf2 = buf.indexOf(CRLFCRLF, start);
   if (crlf2 >= 0) { headEnd = crlf2 + 2; bodyStart = crlf2 + 4; } else {
-    const lf2 = buf.indexOf('\n\n', start, 'latin1');
+    const lf2 = buf.indexOf(LFLF, start);
     if (lf2 >= 0) { headEnd = lf2 + 1; bodyStart = lf2 + 2; } else if (opts.stream) {
       return garbage('Missing end of headers');
     } else { headEnd = total; bodyStart = total; }
@@ -221,38 +224,41 @@ function answerable(msg: SipMessage): SipRequest | null {
   return msg.tryTopVia() !== null ? msg : null;
 }
 
-function count(msg: SipMessage, lname: string): number {
-  let n = 0;
-  for (const h of msg.headers) if (h.lname === lname) n++;
-  return n;
-}
-
 /** Returns '' when the message has what routing and answering need, else the reason phrase. */
 function checkMandatory(msg: SipMessage): string {
-  if (count(msg, 'via') === 0) return 'Missing Via';
-  const vias = msg.tryVias();
-  if (vias === null || vias.length === 0) return 'Bad Via';
-  const cid = msg.header('call-id');
-  if (cid.length === 0) return 'Missing Call-ID';
-  if (cid.length > 1) return 'Duplicate Call-ID';
-  if (!isValidCallId(cid[0]!)) return 'Bad Call-ID';
-  const cseqs = count(msg, 'cseq');
+  // one pass to count the headers that must appear once
+  let vias = 0; let cids = 0; let cseqs = 0; let froms = 0; let tos = 0; let mfs = 0;
+  let cid = ''; let mf = '';
+  for (const h of msg.headers) {
+    switch (h.lname) {
+      case 'via': vias++; break;
+      case 'call-id': cids++; cid = h.value; break;
+      case 'cseq': cseqs++; break;
+      case 'from': froms++; break;
+      case 'to': tos++; break;
+      case 'max-forwards': mfs++; mf = h.value; break;
+      default: break;
+    }
+  }
+  if (vias === 0) return 'Missing Via';
+  const vlist = msg.tryVias();
+  if (vlist === null || vlist.length === 0) return 'Bad Via';
+  if (cids === 0) return 'Missing Call-ID';
+  if (cids > 1) return 'Duplicate Call-ID';
+  if (!isValidCallId(cid)) return 'Bad Call-ID';
   if (cseqs === 0) return 'Missing CSeq';
   if (cseqs > 1) return 'Duplicate CSeq';
   const cseq = msg.tryCSeq();
   if (cseq === null) return 'Bad CSeq';
-  const froms = count(msg, 'from');
   if (froms === 0) return 'Missing From';
   if (froms > 1) return 'Duplicate From';
   if (msg.tryFrom() === null) return 'Bad From';
-  const tos = count(msg, 'to');
   if (tos === 0) return 'Missing To';
   if (tos > 1) return 'Duplicate To';
   if (msg.tryTo() === null) return 'Bad To';
-  const mfs = msg.header('max-forwards');
-  if (mfs.length > 1) return 'Duplicate Max-Forwards';
-  if (mfs.length === 1) {
-    const n = parseDecimal(mfs[0]!, 3);
+  if (mfs > 1) return 'Duplicate Max-Forwards';
+  if (mfs === 1) {
+    const n = parseDecimal(mf, 3);
     if (n < 0 || n > 255) return 'Bad Max-Forwards';
   }
   if (msg.isRequest()) {

@@ -46,6 +46,7 @@ export interface TransportOptions {
   maxMessageSize: number;
   tcpIdleTimeoutMs: number;
   tcpConnectTimeoutMs?: number;
+  /** Incoming TCP connections accepted per listener (default 10 000). */
   maxTcpConnections?: number;
   logger: Logger;
   metrics?: SipMetricsLike;
@@ -195,7 +196,7 @@ export class SipTransport {
   private listenTcp(host: string, port: number): Promise<void> {
     const family: 4 | 6 = net.isIPv6(host) ? 6 : 4;
     const server = net.createServer((socket) => this.adopt(socket));
-    if (this.opts.maxTcpConnections !== undefined) server.maxConnections = this.opts.maxTcpConnections;
+    server.maxConnections = this.opts.maxTcpConnections ?? 10_000;
     return new Promise((resolve, reject) => {
       const onErr = (err: Error): void => reject(transportError(`cannot bind tcp ${formatHost(host)}:${port}`, err));
       server.once('error', onErr);

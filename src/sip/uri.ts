@@ -12,15 +12,19 @@ export interface SipUri {
   /** True when the host was an IPv6 reference ('[...]'). */
   ipv6: boolean;
   port: number | undefined;
-  /** URI parameters, names lower-cased; a parameter without '=' has value null (e.g. lr). */
-  params: Map<string, string | null>;
-  /** URI headers (after '?'), names as written. */
-  headers: Map<string, string>;
+  /** URI parameters, names lower-cased; a parameter without '=' has value null (e.g. lr). Read-only (shared when empty). */
+  params: ReadonlyMap<string, string | null>;
+  /** URI headers (after '?'), names as written. Read-only (shared when empty). */
+  headers: ReadonlyMap<string, string>;
   /** For schemes other than sip/sips: everything after 'scheme:'. */
   opaque: string | undefined;
   /** The text this URI was parsed from. */
   raw: string;
 }
+
+// Shared empty maps: most URIs have no headers and many no parameters; never mutated.
+const NO_PARAMS: ReadonlyMap<string, string | null> = new Map();
+const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 const enum C {
   TAB = 9, SP = 32, DQUOTE = 34, PERCENT = 37, AMP = 38, PLUS = 43, COMMA = 44, DASH = 45, DOT = 46,
@@ -109,7 +113,7 @@ export function parseUri(raw: string): SipUri | null {
   if (!validChars(raw, start, len) || start >= len) return null;
   const uri: SipUri = {
     scheme, user: undefined, password: undefined, host: '', ipv6: false, port: undefined,
-    params: new Map(), headers: new Map(), opaque: undefined, raw,
+    params: NO_PARAMS, headers: NO_HEADERS, opaque: undefined, raw,
   };
   if (scheme !== 'sip' && scheme !== 'sips') {
     uri.opaque = raw.slice(start);
@@ -118,7 +122,11 @@ export function parseUri(raw: string): SipUri | null {
   // headers
   let end = raw.indexOf('?', start);
   if (end < 0) end = len;
-  else if (!parseUriHeaders(raw, end + 1, len, uri.headers)) return null;
+  else {
+    const headers = new Map<string, string>();
+    if (!parseUriHeaders(raw, end + 1, len, headers)) return null;
+    uri.headers = headers;
+  }
   // userinfo
   let hp = start;
   const at = raw.indexOf('@', start);
@@ -158,7 +166,11 @@ export function parseUri(raw: string): SipUri | null {
     p = q;
   }
   if (p < end && raw.charCodeAt(p) !== C.SEMI) return null;
-  if (p < end && !parseUriParams(raw, p, end, uri.params)) return null;
+  if (p < end) {
+    const params = new Map<string, string | null>();
+    if (!parseUriParams(raw, p, end, params)) return null;
+    uri.params = params;
+  }
   return uri;
 }
 
