@@ -57,6 +57,8 @@ export interface BatchWriterOptions<R> {
   maxQueue?: number;
   /** A segment is closed (and deleted once committed) past this size. Default 4 MiB. */
   segmentMaxBytes?: number;
+  /** A fully committed segment older than this is deleted when the writer goes idle. Default 5000. */
+  idleRotateMs?: number;
 }
 
 export interface WriterStats {
@@ -133,8 +135,16 @@ function isRowError(e: unknown): boolean {
 }
 
 const DOWN_LOG_EVERY_MS = 60_000;
-/** A fully committed active segment older than this is deleted when the writer goes idle. */
-const IDLE_ROTATE_MS = 5_000;
+const STREAM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
 
 class Writer<R> implements BatchWriter<R> {
   readonly name: string;
@@ -152,6 +162,7 @@ class Writer<R> implements BatchWriter<R> {
   private readonly retryMaxMs: number;
   private readonly maxQueue: number;
   private readonly segmentMaxBytes: number;
+  private readonly idleRotateMs: number;
 
   // Memory queue: records mem[head..] are pending (head index keeps shift O(1)). They are mapped to rows
   // when journaled, off the caller's path, so enqueue() is a push.
@@ -196,6 +207,7 @@ class Writer<R> implements BatchWriter<R> {
     this.retryMaxMs = o.retryMaxMs ?? 15_000;
     this.maxQueue = o.maxQueue ?? 200_000;
     this.segmentMaxBytes = o.segmentMaxBytes ?? 4 * 1024 * 1024;
+    this.idleRotateMs = o.idleRotateMs ?? 5000;
     this.backoffMs = this.retryMinMs;
   }
 
@@ -208,6 +220,20 @@ class Writer<R> implements BatchWriter<R> {
     } catch (e) {
       throw new GwError('GW_ERR_JOURNAL', `journal directory ${this.dir} is not usable: ${describeError(e)}`, { cause: e });
     }
+    await this.lock();
+    try {
+      await this.adopt();
+    } catch (e) {
+      await unlink(join(this.dir, 'LOCK')).catch(() => undefined);
+      throw new GwError('GW_ERR_JOURNAL', `cannot read the journal in ${this.dir}: ${describeError(e)}`, { cause: e });
+    }
+    this.timer = setInterval(() => this.tick(), this.flushIntervalMs);
+    this.timer.unref();
+    this.gauges();
+    if (this.segments.length > 0) this.kick();
+  }
+
+  private async adopt(): Promise<void> {
     const names = (await readdir(this.dir)).map((n) => ({ n, seq: segmentSeq(n) })).filter((x): x is { n: string; seq: number } => x.seq !== undefined);
     names.sort((a, b) => a.seq - b.seq);
     for (const { n, seq } of names) {
@@ -222,8 +248,9 @@ class Writer<R> implements BatchWriter<R> {
       if (!parsed.header) {
         if (text.length > 0) {
           // Rows cannot be placed without their header: keep the file for a person, out of the replay path.
-          await rename(path, `${path}.bad`);
-          this.log.error({ file: `${path}.bad` }, 'journal: segment header damaged; file set aside');
+          const aside = `${path}.${Date.now()}.bad`;
+          await rename(path, aside);
+          this.log.error({ file: aside }, 'journal: segment header damaged; file set aside');
         } else {
           await unlink(path);
         }
@@ -238,10 +265,6 @@ class Writer<R> implements BatchWriter<R> {
     if (this.segments.length > 0) {
       this.log.info({ segments: this.segments.length, records: this.journalRecords() }, 'journal: replaying records left by a previous run');
     }
-    this.timer = setInterval(() => this.tick(), this.flushIntervalMs);
-    this.timer.unref();
-    this.gauges();
-    if (this.segments.length > 0) this.kick();
   }
 
   // ---- the caller's side ----
@@ -295,6 +318,10 @@ class Writer<R> implements BatchWriter<R> {
     this.kick();
     while (this.loop) await this.loop;
     this.closed = true;
+    await this.unlockAfter(async () => this.closeJournal());
+  }
+
+  private async closeJournal(): Promise<void> {
     // Whatever MySQL did not take is in the journal for the next start (or, journal broken, lost: say so).
     await this.journalMemory();
     const left = this.mem.length - this.head;
@@ -313,11 +340,51 @@ class Writer<R> implements BatchWriter<R> {
     this.gauges();
   }
 
+  // ---- one process per stream directory ----
+
+  /**
+   * Two processes on one stream directory would replay (and delete) each other's segments while they are
+   * still being appended to. A LOCK file holding the owner's pid keeps a second writer out; a lock left by a
+   * process that no longer exists (a crash) is taken over. Advisory: it guards against a second gateway started
+   * on the same directory, not against a writer opened twice in one process.
+   */
+  private async lock(): Promise<void> {
+    const path = join(this.dir, 'LOCK');
+    for (let tries = 0; tries < 2; tries++) {
+      try {
+        const fh = await open(path, 'wx');
+        await fh.write(`${process.pid}\n`);
+        await fh.close();
+        return;
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EEXIST') throw new GwError('GW_ERR_JOURNAL', `cannot lock ${path}: ${describeError(e)}`, { cause: e });
+      }
+      const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && pidAlive(owner)) {
+        throw new GwError('GW_ERR_JOURNAL', `journal directory ${this.dir} is in use by process ${owner}`);
+      }
+      // Our own pid: a lock left by an earlier life of this pid (a container's pid 1 restarting); take it over.
+      this.log.warn({ file: path, owner }, 'journal: taking over the lock of a process that is gone');
+      await unlink(path).catch(() => undefined);
+    }
+    throw new GwError('GW_ERR_JOURNAL', `cannot lock ${path}`);
+  }
+
+  private async unlockAfter(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } finally {
+      await unlink(join(this.dir, 'LOCK')).catch(() => undefined);
+    }
+  }
+
   // ---- the loop ----
 
   private tick(): void {
     const now = Date.now();
-    if (this.mem.length > this.head || (this.journalRecords() > 0 && now >= this.retryAt)) this.kick();
+    const a = this.active;
+    const idleDone = a !== null && a.count > 0 && a.committed >= a.count && now - a.createdAt >= this.idleRotateMs;
+    if (this.mem.length > this.head || (this.journalRecords() > 0 && now >= this.retryAt) || idleDone) this.kick();
     // While an INSERT hangs, keep moving memory to disk so a slow MySQL never grows the heap.
     if (this.loop && this.mem.length > this.head) {
       this.journalMemory().catch((e: unknown) => this.log.error({ err: describeError(e) }, 'journal: append failed'));
@@ -365,7 +432,7 @@ class Writer<R> implements BatchWriter<R> {
       }
       // Idle and fully committed: retire the active segment, so a restart has no committed rows to replay.
       const a = this.active;
-      if (a && a.count > 0 && a.committed >= a.count && Date.now() - a.createdAt >= IDLE_ROTATE_MS) {
+      if (a && a.count > 0 && a.committed >= a.count && Date.now() - a.createdAt >= this.idleRotateMs) {
         await this.withJournal(() => this.seal(a, true));
       }
       return;
@@ -645,6 +712,7 @@ class Writer<R> implements BatchWriter<R> {
  * MySQL being down at start is fine (records wait in the journal).
  */
 export async function openBatchWriter<R>(opts: BatchWriterOptions<R>): Promise<BatchWriter<R>> {
+  if (!STREAM_NAME.test(opts.name)) throw new GwError('GW_ERR_JOURNAL', `writer name "${opts.name}" must be 1-64 letters, digits, "_" or "-"`);
   const w = new Writer(opts);
   await w.open();
   return w;

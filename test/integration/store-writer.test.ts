@@ -3,7 +3,7 @@
 // once with its torn last line skipped, and close() flushes.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -179,6 +179,41 @@ describe('batched writer on MariaDB', () => {
     expect(w.stats().duplicates).toBe(30);
     expect((await rowsOf('crash')).map((r) => r.seq)).toEqual(seqs(100));
     expect((await readdir(join(dir, 'probe'))).filter((f) => f.endsWith('.jnl'))).toEqual([]);
+  });
+
+  it('deletes a fully committed segment once the writer is idle, without waiting for close()', async () => {
+    const dir = join(tmp, 'f');
+    const w = await open(dir, { idleRotateMs: 50 });
+    for (const i of seqs(30)) w.enqueue(probe('idle', i));
+    await w.flush();
+    expect((await readdir(join(dir, 'probe'))).filter((f) => f.endsWith('.jnl'))).toHaveLength(1);
+    await until(async () => (await readdir(join(dir, 'probe'))).filter((f) => f.endsWith('.jnl')).length === 0, 2000);
+    expect(w.stats()).toMatchObject({ journalSegments: 0, journalRecords: 0, written: 30 });
+    w.enqueue(probe('idle', 30)); // the next record starts a new segment
+    await w.flush();
+    expect((await rowsOf('idle')).map((r) => r.seq)).toEqual(seqs(31));
+    await w.close();
+  });
+
+  it('a row MySQL refuses as data goes to the dead-letter file and the rest of its batch lands', async () => {
+    // A trigger makes the server refuse one row with "data too long", as a bad value would.
+    await t.db.query(`CREATE TRIGGER store_probe_poison BEFORE INSERT ON store_probe FOR EACH ROW
+      IF NEW.run = 'poison' AND NEW.seq = 3 THEN SIGNAL SQLSTATE '22001' SET MYSQL_ERRNO = 1406, MESSAGE_TEXT = 'poisoned row'; END IF`);
+    try {
+      const dir = join(tmp, 'g');
+      const w = await open(dir);
+      for (const i of seqs(10)) w.enqueue(probe('poison', i));
+      await w.flush();
+      await w.close();
+      expect((await rowsOf('poison')).map((r) => r.seq)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9]);
+      expect(w.stats()).toMatchObject({ deadLetters: 1, journalRecords: 0 });
+      const dead = (await readFile(join(dir, 'probe', 'dead-letter.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { row: unknown[]; error: string });
+      expect(dead).toHaveLength(1);
+      expect(dead[0]!.row[2]).toBe(3);
+      expect(dead[0]!.error).toMatch(/poisoned row/);
+    } finally {
+      await t.db.query('DROP TRIGGER IF EXISTS store_probe_poison');
+    }
   });
 
   it('close() writes what is queued, or journals it when MySQL is down, for the next start', async () => {
