@@ -62,6 +62,39 @@ describe('proxy: transactions', () => {
     expect(new Set(finals).size).toBe(1);
   });
 
+  it('CANCEL crossing the callee\'s 200: the 2xx still reaches the caller, who ACKs and hangs up', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 60, crossCancel: true } });
+    track(c.ua);
+    const gw = await startGateway({ targets: [c.target] });
+    track(gw.proxy);
+    const caller = track(await SipUa.start({ name: 'alice' }));
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    await call.status(180);
+    expect((await call.cancel().final()).status).toBe(200);
+    await c.ua.waitRequest('CANCEL'); // the gateway propagated it
+    const fin = await call.final();
+    expect(fin.status).toBe(200); // 2xx always go upstream (RFC 3261 §16.7)
+    call.ack();
+    await c.ua.waitRequest('ACK');
+    expect((await call.dialog!.request('BYE').final()).status).toBe(200);
+    expect(call.responses.some((r) => r.status === 487)).toBe(false);
+    expect(gw.hooks.events.map((e) => e.type)).toEqual(['start', 'transaction', 'answered', 'in-dialog', 'in-dialog', 'ended']);
+  });
+
+  it('CANCEL after the caller already has its 200: answered, the call goes on', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 5 } });
+    track(c.ua);
+    const gw = await startGateway({ targets: [c.target] });
+    track(gw.proxy);
+    const caller = track(await SipUa.start({ name: 'alice' }));
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    expect((await call.final()).status).toBe(200);
+    expect([200, 481]).toContain((await call.cancel().final()).status);
+    call.ack();
+    expect((await call.dialog!.request('BYE').final()).status).toBe(200);
+    expect(c.ua.requests('CANCEL')).toEqual([]);
+  });
+
   it('absorbs a retransmitted INVITE: the callee sees one', async () => {
     const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 150 } });
     track(c.ua);

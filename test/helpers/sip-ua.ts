@@ -189,7 +189,9 @@ const rnd = (n = 6): string => randomBytes(n).toString('hex');
 /** How the UA answers an INVITE (and who it is when it does). */
 export type Behaviour =
   /** 180 after delayMs (if ringMs is set), then 200 with SDP ringMs later. */
-  | { kind: 'answer'; delayMs?: number; ringMs?: number; trying?: boolean; body?: string }
+  | { kind: 'answer'; delayMs?: number; ringMs?: number; trying?: boolean; body?: string;
+      /** Answer 200 to a CANCEL but still answer the INVITE with 200: the 2xx crossed the CANCEL on the wire. */
+      crossCancel?: boolean }
   /** Final failure (486, 503, 404...) after delayMs, optionally after ringing. */
   | { kind: 'reject'; status: number; reason?: string; delayMs?: number; ringMs?: number; trying?: boolean; headers?: Array<[string, string]> }
   /** 180 (and optionally 100) and then nothing until CANCEL. */
@@ -742,6 +744,7 @@ export class SipUa {
           return;
         }
         this.respond(m, 200, 'OK', source, sock, { toTag: si.toTag });
+        if (this.behaviour.kind === 'answer' && this.behaviour.crossCancel) return;
         if (si.finalStatus < 200) {
           for (const t of si.timers) clearTimeout(t);
           this.finalInvite(si, 487, 'Request Terminated', source, sock);
