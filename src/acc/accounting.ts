@@ -40,6 +40,8 @@ export interface AccountingOptions {
   reapIntervalMs?: number;
   /** Extra time after the dialog's maximum lifetime before an answered call without `ended` is reaped. Default 60 s. */
   reapGraceMs?: number;
+  /** Hard bound on calls held; past it the oldest call is reaped early (counted as evicted). Default 200000. */
+  maxCalls?: number;
 }
 
 export interface AccountingStats {
@@ -48,6 +50,8 @@ export interface AccountingStats {
   missedRecords: number;
   cdrRecords: number;
   reaped: number;
+  /** Calls reaped early because maxCalls was reached. */
+  evicted: number;
   /** `ended` for a call accounting never saw start (no CDR when no dialog snapshot came with it). */
   unknownEnds: number;
   /** Events that made accounting fail internally (logged; the call is unaffected). */
@@ -118,7 +122,8 @@ class AccountingImpl implements Accounting {
   private readonly setupMaxMs: number;
   private readonly reapGraceMs: number;
   private readonly timer: NodeJS.Timeout;
-  private readonly st = { accRecords: 0, missedRecords: 0, cdrRecords: 0, reaped: 0, unknownEnds: 0, errors: 0 };
+  private readonly maxCalls: number;
+  private readonly st = { accRecords: 0, missedRecords: 0, cdrRecords: 0, reaped: 0, evicted: 0, unknownEnds: 0, errors: 0 };
 
   constructor(private readonly o: AccountingOptions) {
     this.reportCancels = o.config.acc.reportCancels;
@@ -127,6 +132,7 @@ class AccountingImpl implements Accounting {
     this.maxLifetimeMs = o.config.dialog.defaultMaxLifetimeSec * 1000;
     this.setupMaxMs = o.setupMaxMs ?? 600_000;
     this.reapGraceMs = o.reapGraceMs ?? 60_000;
+    this.maxCalls = o.maxCalls ?? 200_000;
     this.timer = setInterval(() => this.reap(), o.reapIntervalMs ?? 60_000);
     this.timer.unref();
   }
@@ -164,6 +170,19 @@ class AccountingImpl implements Accounting {
     return n;
   }
 
+  /** Map order is insertion order: the first entry is the oldest call. */
+  private evictOldest(now: number): void {
+    const first = this.calls.entries().next();
+    if (first.done) return;
+    const [key, c] = first.value;
+    this.calls.delete(key);
+    this.st.evicted++;
+    if (this.st.evicted === 1 || this.st.evicted % 1000 === 0) {
+      this.o.log.warn({ maxCalls: this.maxCalls, evicted: this.st.evicted, callId: c.callId }, 'too many calls in accounting state: oldest reaped early');
+    }
+    this.writeCdr(c, now, 'timeout', c.answered !== null ? c.sipCode : 0);
+  }
+
   stats(): AccountingStats {
     return { activeCalls: this.calls.size, ...this.st };
   }
@@ -178,6 +197,7 @@ class AccountingImpl implements Accounting {
     const key = stateKey(facts.callId, facts.fromTag);
     const known = this.calls.get(key);
     if (known) return known;
+    if (this.calls.size >= this.maxCalls) this.evictOldest(at);
     const c: CallState = {
       callId: facts.callId, callerTag: facts.fromTag, calleeTag: '', created: at,
       srcUser: facts.fromUser, srcDomain: facts.fromDomain, dstUser: facts.ruriUser, dstDomain: facts.ruriHost, srcIp: facts.source.ip,

@@ -177,6 +177,19 @@ describe('call state', () => {
     expect(out.cdr[0]).toMatchObject({ endReason: 'timeout', answered: null, durationSec: 0 });
   });
 
+  it('holds at most maxCalls calls: the oldest is reaped early with a timeout CDR', () => {
+    const out: Sinks = { acc: [], missed: [], cdr: [] };
+    const a = createAccounting({
+      config: { acc: { reportCancels: true, logRecords: false }, dialog: { defaultMaxLifetimeSec: 3600 } }, maxCalls: 2,
+      sinks: { acc: { enqueue: (r) => out.acc.push(r) }, missed: { enqueue: (r) => out.missed.push(r) }, cdr: { enqueue: (r) => out.cdr.push(r) } },
+      log: silentLogger(),
+    });
+    open.push(a);
+    for (const id of ['k1', 'k2', 'k3']) a.onCallEvent({ type: 'start', facts: facts({ callId: id }), auth: alice, at: T0 });
+    expect(a.stats()).toMatchObject({ activeCalls: 2, evicted: 1 });
+    expect(out.cdr.map((r) => [r.callId, r.endReason])).toEqual([['k1', 'timeout']]);
+  });
+
   it('writes the CDR of a dialog restored after a restart from the snapshot carried by `ended`', () => {
     const { a, out } = setup();
     const f = facts();
