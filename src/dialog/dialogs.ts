@@ -95,6 +95,8 @@ export class Dialogs {
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   private compacting: Promise<void> | undefined;
+  /** Call-IDs that ended (BYE) before restore() finished: not resurrected by it. Bounded; dropped after restore. */
+  private endedEarly: Set<string> | undefined = new Set();
 
   constructor(private readonly opts: DialogsOptions) {
     this.cfg = opts.dialog;
@@ -201,6 +203,13 @@ export class Dialogs {
         foreign++;
         continue;
       }
+      if (this.endedEarly?.has(rec.info.callId)) {
+        // Its BYE passed while we were starting: forget it in both stores.
+        const t = Math.max(now, rec.updated + 1);
+        if (this.dbw) this.tombstones.set(rec.key, t);
+        this.dbw?.delete(rec.key, t);
+        continue;
+      }
       rec.info.callerCseq += CSEQ_RESTORE_BUMP;
       rec.info.calleeCseq += CSEQ_RESTORE_BUMP;
       rec.updated = now;
@@ -210,6 +219,7 @@ export class Dialogs {
       else this.arm(d);
       this.dbw?.upsert(rec);
     }
+    this.endedEarly = undefined;
     // gw_dialog may still hold rows of dialogs that ended before the crash.
     for (const [k, t] of this.tombstones) this.dbw?.delete(k, t);
     await this.file.compact(this.snapshotLines());
@@ -313,6 +323,7 @@ export class Dialogs {
   }
 
   private ended(callId: string, fromTag: string, toTag: string, reason: EndReason): void {
+    if (this.endedEarly && this.endedEarly.size < 10_000) this.endedEarly.add(callId);
     this.early.delete(callId);
     this.limits.delete(callId);
     for (const d of this.find(callId, fromTag, toTag)) {

@@ -219,6 +219,18 @@ describe('Dialogs: timers and events', () => {
     expect(ends).toEqual([]);
   });
 
+  it('restore does not resurrect a dialog whose BYE passed while the gateway was starting', async () => {
+    await dialogs.close();
+    const key = dialogKey('byed', 'ft-byed', 'tt-byed');
+    store.file = [{ op: 'up', rec: { v: RECORD_VERSION, key, instance: 'default', info: info('byed', T0 - 5000), expiresAt: T0 + 60_000, maxDurationSec: null, updated: T0 - 5000 } }];
+    dialogs = make();
+    dialogs.onCallEvent({ type: 'ended', callId: 'byed', fromTag: 'ft-byed', toTag: 'tt-byed', reason: 'bye-caller', at: T0 });
+    expect(await dialogs.restore()).toBe(0);
+    expect(store.file.some((l) => l.op === 'up')).toBe(false);
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(ends).toEqual([]);
+  });
+
   it('restore: re-arms from the absolute expiry, ends at once what expired while down, bumps CSeqs', async () => {
     await dialogs.close();
     const rec = (callId: string, expiresAt: number): DialogRecord => ({
