@@ -17,6 +17,11 @@ export const amiBoxSchema = z.object({
   port: port.default(5038),
   username: z.string().min(1),
   secret: z.string().min(1),
+  /** IANA zone of the box's clock: Asterisk writes CDR times in local time without a zone. */
+  timezone: z.string().min(1).default('UTC'),
+  /** The box's durable CDR table (cdr_mysql / cdr_adaptive_odbc), read to fill AMI gaps; optional. */
+  cdrDbUrl: z.string().regex(/^mysql:\/\//, 'must be a mysql://user:password@host:port/database URL').optional(),
+  cdrTable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'letters, digits and "_" only').default('cdr'),
 });
 
 export const configSchema = z.object({
@@ -155,6 +160,15 @@ export const configSchema = z.object({
     actionTimeoutMs: positiveMs.default(10000),
     reconnectMinMs: positiveMs.default(500),
     reconnectMaxMs: positiveMs.default(30000),
+    /** Login `Events:` filter: 'cdr' narrows the stream to Cdr events. */
+    events: z.string().min(1).default('cdr'),
+    /** Written to gw_ami_session.instance (default: the host name). */
+    instance: z.string().min(1).max(64).optional(),
+    /** How often an open session row's end is moved forward (its end is then the last time AMI was known up). */
+    sessionTouchMs: positiveMs.default(30000),
+    /** After a reconnect, read the box's cdr table (cdrDbUrl) for the blind interval, widened by gapMarginSec. */
+    gapBackfill: z.boolean().default(true),
+    gapMarginSec: z.number().int().min(0).max(3600).default(120),
   }).prefault({}),
 
   reconcile: z.object({
