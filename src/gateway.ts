@@ -3,7 +3,7 @@
 // sockets → restored dialogs → AMI → schedule → management API. Stop order is the reverse, so no call is
 // taken after accounting closes and no record is lost.
 import { openAccounting, type AccountingService } from './acc/index.js';
-import { createAmiConnector, type AmiConnector } from './ami/connector.js';
+import type { AmiConnector } from './ami/connector.js';
 import { createAuthStage, type AuthStage } from './auth/index.js';
 import { Billing } from './billing/credit.js';
 import type { Config } from './config/schema.js';
@@ -129,9 +129,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
     let ami: AmiConnector | undefined;
     if (config.ami.boxes.length) {
+      // Loaded only when boxes are configured: a proxy-only install never opens the AMI code.
+      const { createAmiConnector } = await import('./ami/connector.js');
       ami = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
       await ami.start();
-      cleanups.push(() => ami!.stop());
+      const started = ami;
+      cleanups.push(() => started.stop());
     }
 
     let reconcile: ReconcileSchedule | undefined;
