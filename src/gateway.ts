@@ -131,10 +131,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (config.ami.boxes.length) {
       // Loaded only when boxes are configured: a proxy-only install never opens the AMI code.
       const { createAmiConnector } = await import('./ami/connector.js');
-      ami = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
-      await ami.start();
-      const started = ami;
-      cleanups.push(() => started.stop());
+      const connector: AmiConnector = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
+      await connector.start();
+      cleanups.push(() => connector.stop());
+      ami = connector;
     }
 
     let reconcile: ReconcileSchedule | undefined;
