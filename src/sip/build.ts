@@ -1,6 +1,6 @@
 // Building messages in code: responses to requests (copying the headers RFC 3261 §8.2.6.2 requires) and
 // requests from scratch (OPTIONS probes, BYEs). Header values are copied as raw lines, never re-parsed.
-import { headerLine, SipRequest, SipResponse, type HeaderLine } from './message.js';
+import { headerLine, sanitizeValue, SipRequest, SipResponse, type HeaderLine } from './message.js';
 import { newTag } from './ids.js';
 
 /** Default reason phrases (RFC 3261 §21 and the ones a proxy sends). */
@@ -55,7 +55,7 @@ export function createResponse(req: SipRequest, status: number, opts: ResponseOp
   copy('cseq', 'CSeq');
   if (status === 100) copy('timestamp', 'Timestamp'); // RFC 3261 §8.2.6.1
   if (opts.headers) for (const [n, v] of opts.headers) headers.push(headerLine(n, v));
-  const res = new SipResponse(status, opts.reason ?? REASONS[status] ?? 'Unknown', headers);
+  const res = new SipResponse(status, sanitizeValue(opts.reason ?? REASONS[status] ?? 'Unknown'), headers);
   if (opts.body !== undefined) res.setBody(opts.body, opts.contentType);
   return res;
 }
@@ -87,7 +87,7 @@ export function createRequest(o: RequestOptions): SipRequest {
     headerLine('CSeq', `${o.cseq} ${o.method}`));
   if (o.contact !== undefined) headers.push(headerLine('Contact', o.contact));
   for (const [n, v] of o.headers ?? []) headers.push(headerLine(n, v));
-  const req = new SipRequest(o.method, o.uri, headers);
+  const req = new SipRequest(o.method, sanitizeValue(o.uri).replace(/ /g, '%20'), headers);
   if (o.body !== undefined) req.setBody(o.body, o.contentType);
   return req;
 }

@@ -3,11 +3,12 @@
 // of the original bytes and writes only the edited lines, so a forwarded request is never rebuilt.
 //
 // Strings are "wire strings": the header block is decoded as latin1, one char per byte, so offsets in the
-// strings are byte offsets and unedited bytes go out exactly as they came in. Values written by the gateway
-// that contain non-ASCII text are converted with toWire().
+// strings are byte offsets and unedited bytes go out exactly as they came in. Values given to the edit methods
+// are wire strings too (copy a value from one message to another unchanged); convert non-ASCII JS text with
+// toWire() (done automatically when a string has characters beyond U+00FF).
 import { GwError } from '../errors.js';
 import {
-  canonicalName, formatVia, isListHeader, parseCSeq, parseDecimal, parseNameAddr, parseVia, prettyName, splitList,
+  canonicalName, formatVia, isListHeader, isToken, parseCSeq, parseDecimal, parseNameAddr, parseVia, prettyName, splitList,
   type CSeq, type NameAddr, type Via,
 } from './headers.js';
 import { parseUri, type SipUri } from './uri.js';
@@ -58,9 +59,23 @@ export function fromWire(s: string): string {
   return s;
 }
 
+/**
+ * A value written by the gateway. Values are wire strings (what a parsed message returns can be written back
+ * unchanged); a string with characters beyond U+00FF can only be JS text and is UTF-8 encoded. CR/LF become spaces
+ * so no value can inject a header line.
+ */
+export function sanitizeValue(value: string): string {
+  let v = value;
+  for (let i = 0; i < v.length; i++) {
+    if (v.charCodeAt(i) > 0xff) { v = toWire(v); break; }
+  }
+  return v.indexOf('\r') >= 0 || v.indexOf('\n') >= 0 ? v.replace(/[\r\n]+[ \t]*/g, ' ') : v;
+}
+
 function newLine(name: string, value: string): HeaderLine {
+  if (!isToken(name)) throw new GwError('GW_ERR_SIP_PARSE', `invalid header name ${JSON.stringify(name)}`);
   const lname = canonicalName(name);
-  return { name: name.length === 1 || name === lname ? prettyName(lname) : name, lname, value: toWire(value), start: -1, end: -1 };
+  return { name: name.length === 1 || name === lname ? prettyName(lname) : name, lname, value: sanitizeValue(value), start: -1, end: -1 };
 }
 
 function fail(what: string): never {
@@ -307,7 +322,7 @@ export abstract class SipMessage {
     const idx = this.headers.findIndex((h) => h.lname === l);
     if (idx < 0) return this.addHeader(name, value);
     const old = this.headers[idx]!;
-    const h: HeaderLine = { name: old.name, lname: l, value: toWire(value), start: -1, end: -1 };
+    const h: HeaderLine = { name: old.name, lname: l, value: sanitizeValue(value), start: -1, end: -1 };
     this.headers = this.headers.filter((x, i) => i === idx || x.lname !== l);
     this.headers[this.headers.indexOf(old)] = h;
     this.touched(l);
@@ -357,7 +372,7 @@ export abstract class SipMessage {
     const h = this.headers[idx]!;
     const parts = splitList(h.value);
     const rest = parts !== null && parts.length > 1 ? `, ${parts.slice(1).join(', ')}` : '';
-    this.headers[idx] = { name: h.name, lname: 'via', value: toWire(value) + rest, start: -1, end: -1 };
+    this.headers[idx] = { name: h.name, lname: 'via', value: sanitizeValue(value) + rest, start: -1, end: -1 };
     this.touched('via');
     return this;
   }
@@ -500,7 +515,7 @@ export class SipRequest extends SipMessage {
 
   /** Replaces the Request-URI. */
   setUri(uri: string): this {
-    this.uriRaw = toWire(uri);
+    this.uriRaw = sanitizeValue(uri).replace(/ /g, '%20');
     this.cUri = undefined;
     this.startLineChanged();
     return this;
@@ -534,7 +549,7 @@ export class SipResponse extends SipMessage {
   /** Changes status and reason (e.g. a proxy rewriting a final response). */
   setStatus(status: number, reason: string): this {
     this.status = status;
-    this.reason = toWire(reason);
+    this.reason = sanitizeValue(reason);
     this.startLineChanged();
     return this;
   }

@@ -101,6 +101,18 @@ describe('raw-line edits', () => {
     expect(m.toBuffer().toString('latin1')).toBe(before);
   });
 
+  it('values cannot inject header lines; header names must be tokens', () => {
+    const m = load('valid-invite.sip');
+    m.addHeader('X-Evil', 'a\r\nVia: SIP/2.0/UDP evil;branch=z9hG4bKx');
+    m.setUri('sip:bob\r\nX: y@example.com');
+    const back = parseOrThrow(m.toBuffer()) as SipRequest;
+    expect(back.vias).toHaveLength(1);
+    expect(back.getHeader('x-evil')).toBe('a Via: SIP/2.0/UDP evil;branch=z9hG4bKx');
+    expect(back.uriRaw).toBe('sip:bob%20X:%20y@example.com');
+    expect(() => m.addHeader('Bad Name', 'x')).toThrow(/invalid header name/);
+    expect(createResponse(m, 400, { reason: 'Bad\r\nX: y' }).toString()).toMatch(/^SIP\/2.0 400 Bad X: y\r\n/);
+  });
+
   it('replaces the top Via value, keeping the rest of a comma-joined line', () => {
     const m = parseOrThrow(readFileSync(join(DIR, 'valid-response-200.sip')));
     m.replaceTopVia('SIP/2.0/UDP gw.example.net:5060;branch=z9hG4bKproxy1;received=10.0.0.9');

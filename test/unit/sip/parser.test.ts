@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  createResponse, fromWire, parseMessage, parseOrThrow, SipParseError, type SipMessage, type SipRequest, type SipResponse,
+  createResponse, fromWire, parseMessage, parseNameAddr as parseNameAddrOrNull, parseOrThrow, SipParseError, toWire, type SipMessage, type SipRequest, type SipResponse,
 } from '../../../src/sip/index.js';
 
 const DIR = join(import.meta.dirname, '../../fixtures/sip');
@@ -139,9 +139,14 @@ describe('valid fixtures', () => {
     const m = req('valid-utf8.sip');
     expect(fromWire(m.to.displayName ?? '')).toBe('Björn 日本');
     expect(fromWire(m.from.displayName ?? '')).toBe('Åsa');
-    m.addHeader('X-Note', 'café');
+    m.addHeader('X-Note', toWire('café'));
+    m.addHeader('X-Kanji', '日本'); // beyond U+00FF: encoded automatically
     const back = parseOrThrow(m.toBuffer()) as SipRequest;
     expect(fromWire(back.getHeader('x-note') ?? '')).toBe('café');
+    expect(fromWire(back.getHeader('x-kanji') ?? '')).toBe('日本');
+    // a wire value copied from one message to another stays byte-identical
+    const copy = parseOrThrow(createResponse(back as SipRequest, 200, { headers: [['X-To', back.getHeader('to')!]] }).toBuffer());
+    expect(fromWire(parseNameAddrOrNull(copy.getHeader('x-to') ?? '')?.displayName ?? '')).toBe('Björn 日本');
     expect(fromWire(back.to.displayName ?? '')).toBe('Björn 日本');
   });
 });
