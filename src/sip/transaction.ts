@@ -7,6 +7,7 @@
 //   Timer C after provisionals, and build and send CANCEL.
 // Timers are plain setTimeout; close() clears them all. Callbacks into the TU are guarded: a throwing TU does not
 // break the layer. Transport failures are reported through callbacks, never thrown or left as rejected promises.
+import { GwError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { headerLine, SipRequest, type HeaderLine, type MessageSource, type SipMessage, type SipResponse } from './message.js';
 import { MAGIC_COOKIE, formatVia, type Via } from './headers.js';
@@ -191,7 +192,13 @@ export class TransactionLayer {
     } else {
       branch = newBranch();
       const fam = dest.address.indexOf(':') >= 0 ? 6 : 4;
-      const local = this.transport.localAddress(dest.proto, fam) ?? { host: '127.0.0.1', port: 5060 };
+      const local = this.transport.localAddress(dest.proto, fam);
+      if (local === undefined) {
+        // no listener for that transport: nothing can be sent; report it like any send failure (asynchronously)
+        const ct = new ClientTransaction(this, branch, req, dest, handlers, false);
+        queueMicrotask(() => ct.failed(new GwError('GW_ERR_SIP_TRANSPORT', `no ${dest.proto} listener`)));
+        return ct;
+      }
       req.pushVia(formatVia(dest.proto, local.host, local.port, `;branch=${branch};rport`));
     }
     const ct = new ClientTransaction(this, branch, req, dest, handlers, opts.timerC ?? true);
@@ -264,6 +271,11 @@ export class ServerTransaction {
     this.state = this.isInvite ? 'proceeding' : 'trying';
     this.reliable = isReliable(request.source?.proto ?? 'udp');
     this.gInterval = layer.timers.t1Ms;
+    if (!this.isInvite) {
+      // a non-INVITE the TU never answers: the client gave up after 64*T1 (Timer F), so free the state then
+      this.timerIJL = setTimeout(() => { if (this.state === 'trying' || this.state === 'proceeding') this.terminate(true); },
+        64 * layer.timers.t1Ms + layer.timers.t4Ms);
+    }
     this.onTerminated = undefined;
     this.onTransportError = undefined;
     this.onAckTimeout = undefined;
@@ -310,6 +322,7 @@ export class ServerTransaction {
       }
     } else {
       this.state = 'completed';
+      clearTimeout(this.timerIJL); // the unanswered-lifetime timer
       if (this.reliable) this.terminate(true); // Timer J = 0
       else this.timerIJL = setTimeout(() => this.terminate(true), 64 * t.t1Ms);
     }
@@ -413,12 +426,15 @@ export class ClientTransaction {
   }
 
   private send(buf: Buffer): void {
-    this.layer.transport.send(buf, this.destination).catch((err: Error) => {
-      if (this.state === 'terminated') return;
-      this.layer.log.debug({ err: err.message, method: this.method }, 'request send failed');
-      this.layer.guard(() => this.handlers.onTransportError?.(err, this));
-      this.terminate(true);
-    });
+    this.layer.transport.send(buf, this.destination).catch((err: Error) => this.failed(err));
+  }
+
+  /** @internal a send failed: tell the TU and end the transaction */
+  failed(err: Error): void {
+    if (this.state === 'terminated') return;
+    this.layer.log.debug({ err: err.message, method: this.method }, 'request send failed');
+    this.layer.guard(() => this.handlers.onTransportError?.(err, this));
+    this.terminate(true);
   }
 
   private retransmit(): void {
@@ -449,8 +465,11 @@ export class ClientTransaction {
       case 'calling':
       case 'trying':
       case 'proceeding': {
-        clearTimeout(this.noResponseTimer);
-        this.noResponseTimer = undefined;
+        if (this.isInvite) {
+          // INVITE: any response ends the no-response wait (Timer C takes over); non-INVITE waits for the final
+          clearTimeout(this.noResponseTimer);
+          this.noResponseTimer = undefined;
+        }
         if (s < 200) {
           if (this.isInvite) {
             clearTimeout(this.retransTimer);

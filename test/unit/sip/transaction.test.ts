@@ -435,15 +435,51 @@ describe('non-INVITE client transaction', () => {
     expect(ct.state).toBe('terminated');
   });
 
-  it('no final response within noResponseTimeoutMs is reported even after a provisional', () => {
+  it('no final response within noResponseTimeoutMs is reported even after a provisional (fr_timer)', () => {
     makeLayer({ timers: { noResponseTimeoutMs: 4000 } });
     const { ct, events } = send();
     inject(createResponse(ct.request, 100).toBuffer());
-    vi.advanceTimersByTime(4000);
+    vi.advanceTimersByTime(3999);
     expect(events).toEqual([['response', 100]]);
-    // the provisional cleared the no-response timer; Timer F still bounds the transaction
+    vi.advanceTimersByTime(1);
+    expect(events.slice(1)).toEqual([['timeout', 'no-response'], ['terminated', null]]);
+    expect(ct.state).toBe('terminated');
+  });
+
+  it('without a listener for the transport the send fails asynchronously', async () => {
+    const events: string[] = [];
+    const layer2 = new TransactionLayer({ transport: Object.assign(new MemoryTransport(), { localAddress: () => undefined }), timers: TIMERS, logger: silentLogger() }, new Recorder());
+    const ct = layer2.sendRequest(parseOrThrow(request('OPTIONS')) as SipRequest, dest, {
+      onResponse: () => events.push('response'),
+      onTransportError: (e) => events.push(e.message),
+    });
+    expect(events).toEqual([]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(events).toEqual(['SIP transport error: no udp listener']);
+    expect(ct.state).toBe('terminated');
+  });
+});
+
+describe('server transaction lifetime', () => {
+  it('a non-INVITE the TU never answers is freed after 64*T1 + T4', () => {
+    inject(request('OPTIONS'));
+    const st = tu.requests[0]!.st!;
+    vi.advanceTimersByTime(64 * T1 + T4 - 1);
+    expect(st.state).toBe('trying');
+    vi.advanceTimersByTime(1);
+    expect(st.state).toBe('terminated');
+    expect(layer.size.server).toBe(0);
+  });
+
+  it('answering in time replaces the lifetime timer with Timer J', () => {
+    inject(request('OPTIONS'));
+    const st = tu.requests[0]!.st!;
     vi.advanceTimersByTime(64 * T1);
-    expect(events.slice(1)).toEqual([['timeout', 'timer-f'], ['terminated', null]]);
+    st.respond(createResponse(st.request, 200));
+    vi.advanceTimersByTime(T4);
+    expect(st.state).toBe('completed');
+    vi.advanceTimersByTime(64 * T1 - T4);
+    expect(st.state).toBe('terminated');
   });
 });
 
