@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { batchInsertSql } from '../../../src/db/queries/store.js';
 import { decodeLine, encodeLine, parseSegment, segmentName, segmentSeq } from '../../../src/store/journal.js';
 import { clip, defineTable, recKey, sqlDateTime } from '../../../src/store/spec.js';
@@ -81,5 +82,42 @@ describe('table specs and SQL', () => {
     expect(sqlDateTime(Date.UTC(2026, 0, 2, 3, 4, 5, 67))).toBe('2026-01-02 03:04:05.067');
     expect(clip('abcdef', 3)).toBe('abc');
     expect(clip(undefined, 3)).toBe('');
+  });
+});
+
+describe('journal properties', () => {
+
+  const value = fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.integer(), fc.constant(null));
+  const rows = fc.array(fc.tuple(value, value, value), { minLength: 1, maxLength: 30 });
+  const segment = (rs: unknown[][]): string => encodeLine(header) + rs.map((r) => encodeLine(r)).join('');
+
+  /** True when `got` is `want` with some elements left out, order kept. */
+  const isSubsequence = (got: unknown[], want: unknown[]): boolean => {
+    let j = 0;
+    for (const g of got) {
+      while (j < want.length && JSON.stringify(want[j]) !== JSON.stringify(g)) j++;
+      if (j === want.length) return false;
+      j++;
+    }
+    return true;
+  };
+
+  it('a segment cut anywhere (a crash mid-write) yields a prefix of its rows and at most one damaged line', () => {
+    fc.assert(fc.property(rows, fc.nat(), (rs, cut) => {
+      const text = segment(rs);
+      const p = parseSegment(text.slice(0, cut % (text.length + 1)));
+      expect(p.rows).toEqual(rs.slice(0, p.rows.length));
+      expect(p.bad).toBeLessThanOrEqual(1);
+    }), { numRuns: 300 });
+  });
+
+  it('one corrupted character never produces a row that was not written', () => {
+    fc.assert(fc.property(rows, fc.nat(), fc.integer({ min: 1, max: 0xffff }), (rs, pos, code) => {
+      const text = segment(rs);
+      const i = pos % text.length;
+      const damaged = text.slice(0, i) + String.fromCharCode(code) + text.slice(i + 1);
+      const p = parseSegment(damaged);
+      if (damaged !== text) expect(isSubsequence(p.rows, rs)).toBe(true);
+    }), { numRuns: 500 });
   });
 });
