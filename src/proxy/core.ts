@@ -18,7 +18,7 @@ import type {
   Authenticated, CallEvent, DialogInfo, EndReason, HeaderList, ProxyActions, ProxyHooks, RequestFacts, Source, Target,
   TargetFailure,
 } from './hooks.js';
-import { hopOfUri, isOurs, recordRouteFor, type Iface, type Identity } from './route.js';
+import { hopOfUri, isOurs, recordRouteFor, type Iface, type Identity, type RouteSigner } from './route.js';
 
 export interface CoreConfig {
   t1Ms: number;
@@ -30,6 +30,8 @@ export interface CoreConfig {
   serverHeader: string;
   failoverCodes: ReadonlySet<number>;
   retryAfterSec: number;
+  /** Signs our Record-Route (see route.ts); undefined: unsigned. */
+  signer: RouteSigner | undefined;
 }
 
 const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REGISTER', 'INFO', 'UPDATE', 'PRACK',
@@ -340,7 +342,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     const req = f.base.clone();
     if (b.hop.ruri !== undefined) req.setUri(b.hop.ruri);
     if (f.initial) {
-      b.rr = recordRouteFor(f.inbound.iface, { proto: dest.proto, host: local.host, port: local.port }, facts.fromTag);
+      const sig = this.cfg.signer?.(facts.callId, facts.fromTag);
+      b.rr = recordRouteFor(f.inbound.iface, { proto: dest.proto, host: local.host, port: local.port }, facts.fromTag, sig);
       for (let i = b.rr.length - 1; i >= 0; i--) req.prependRecordRoute(b.rr[i]!);
     }
     this.log.debug({ callId: facts.callId, method: req.method, dest, attempt: f.attempt }, 'forwarding');

@@ -14,7 +14,7 @@ import { GwError } from '../errors.js';
 import { SipTransport } from '../sip/index.js';
 import { ProxyCore, type CoreConfig } from './core.js';
 import type { ProxyActions, ProxyHooks } from './hooks.js';
-import { makeIdentity, type Iface } from './route.js';
+import { makeIdentity, routeSigner, type Iface } from './route.js';
 import { createScript } from './script.js';
 
 export type ProxyConfig = Config['sip'] & {
@@ -22,6 +22,12 @@ export type ProxyConfig = Config['sip'] & {
   failoverCodes?: number[];
   /** Retry-After on the 503 sent when no target is left (dispatch.retryAfterSec). */
   retryAfterSec?: number;
+  /**
+   * Secret that signs our Record-Route (HMAC of Call-ID and From tag), so in-dialog requests are only relayed with
+   * a Route we issued for that call: no open relay. Every instance behind one address, and every restart, must use
+   * the same value (e.g. auth.nonceSecret). Unset: routes are unsigned (any Route naming us is honoured).
+   */
+  routeSecret?: string;
 };
 
 export interface ProxyOptions {
@@ -109,6 +115,7 @@ export function createProxy(opts: ProxyOptions): Proxy {
         inviteTimeoutMs: config.inviteTimeoutMs, noResponseTimeoutMs: config.noResponseTimeoutMs,
         maxForwards: config.maxForwards, serverHeader: config.serverHeader,
         failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
+        signer: config.routeSecret ? routeSigner(config.routeSecret) : undefined,
       };
       const c = new ProxyCore(t, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics);
       c.setScript(createScript(c));

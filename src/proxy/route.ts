@@ -1,7 +1,10 @@
 // Record-Route and loose routing (RFC 3261 §16.4, §16.6 step 4, §16.12; RFC 5658 double Record-Route).
 // Our Record-Route entries carry `lr`, the interface's transport, `ftag` (the caller's From tag, so the
 // direction of an in-dialog request is known without any state, even after a restart) and `r2=on` when
-// we put two of them (the request changed transport or interface).
+// we put two of them (the request changed transport or interface). With a secret configured they also carry
+// `sig`, an HMAC of the Call-ID and ftag: an in-dialog request can only be loose-routed through us with a Route we
+// issued for that very call, so nobody can use the gateway as an open relay by preloading our address.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { SipRequest, TransportProto } from '../sip/message.js';
 import { formatHost, type SipUri } from '../sip/uri.js';
 import type { NameAddr } from '../sip/headers.js';
@@ -38,21 +41,38 @@ export function isOurs(uri: SipUri | null, id: Identity): boolean {
   return id.ports.has(uri.port ?? 5060);
 }
 
+/** Signs (Call-ID, ftag) for our Record-Route; undefined signer = routes are not signed. */
+export type RouteSigner = (callId: string, ftag: string) => string;
+
+export function routeSigner(secret: string): RouteSigner {
+  return (callId, ftag) => createHmac('sha256', secret).update(callId).update('\n').update(ftag).digest('base64url').slice(0, 22);
+}
+
+function sameSig(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+// A From tag is a token; only the characters that are also legal in a URI parameter go into ftag.
+const SAFE_TAG = /^[A-Za-z0-9\-_.!~*'()+%]{1,128}$/;
+
 /** A Record-Route value for one interface. */
-export function recordRouteValue(iface: Iface, ftag: string, double: boolean): string {
+export function recordRouteValue(iface: Iface, ftag: string, double: boolean, sig?: string): string {
   const transport = iface.proto === 'tcp' ? ';transport=tcp' : '';
-  return `<sip:${formatHost(iface.host)}:${iface.port}${transport};lr;ftag=${ftag}${double ? ';r2=on' : ''}>`;
+  const tag = SAFE_TAG.test(ftag) ? `;ftag=${ftag}` : '';
+  return `<sip:${formatHost(iface.host)}:${iface.port}${transport};lr${tag}${double ? ';r2=on' : ''}${sig ? `;sig=${sig}` : ''}>`;
 }
 
 /**
  * Record-Route values to put on a request going out on `outIface` that came in on `inIface`, top first:
  * one entry, or two (outgoing side on top) when the transport or the interface changes.
  */
-export function recordRouteFor(inIface: Iface, outIface: Iface, ftag: string): string[] {
+export function recordRouteFor(inIface: Iface, outIface: Iface, ftag: string, sig?: string): string[] {
   if (inIface.proto === outIface.proto && inIface.host === outIface.host && inIface.port === outIface.port) {
-    return [recordRouteValue(outIface, ftag, false)];
+    return [recordRouteValue(outIface, ftag, false, sig)];
   }
-  return [recordRouteValue(outIface, ftag, true), recordRouteValue(inIface, ftag, true)];
+  return [recordRouteValue(outIface, ftag, true, sig), recordRouteValue(inIface, ftag, true, sig)];
 }
 
 export type LooseRouteResult =
@@ -60,6 +80,8 @@ export type LooseRouteResult =
   | { kind: 'routed'; nextHopUri: SipUri; ftag: string | undefined; outProto: TransportProto | undefined }
   /** Not for us to route (no Route of ours). */
   | { kind: 'not-ours' }
+  /** Our address, but not a Route we issued for this call (bad or missing signature). */
+  | { kind: 'forged' }
   | { kind: 'bad'; reason: string };
 
 /**
@@ -69,7 +91,7 @@ export type LooseRouteResult =
  * - the next hop is the first remaining Route, or the Request-URI.
  * `outProto` is the transport the removed entries point to for the onward leg (the second r2 entry).
  */
-export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
+export function looseRoute(req: SipRequest, id: Identity, signer?: RouteSigner): LooseRouteResult {
   let routes = req.routes;
   if (routes === null) return { kind: 'bad', reason: 'Bad Route' };
   let ours = false;
@@ -77,8 +99,15 @@ export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
   let outProto: TransportProto | undefined;
 
   const ruri = req.tryUri();
+  const callId = req.getHeader('call-id') ?? '';
+  const authentic = (uri: SipUri | null): boolean => {
+    if (!signer) return true;
+    const sig = paramOf(uri, 'sig');
+    return sig !== undefined && sameSig(sig, signer(callId, paramOf(uri, 'ftag') ?? ''));
+  };
   if (ruri && routes.length > 0 && isOurs(ruri, id) && (ruri.params.has('lr') || ruri.params.has('ftag'))) {
     // A strict router before us put our Record-Route URI in the R-URI: the real target is the last Route.
+    if (!authentic(ruri)) return { kind: 'forged' };
     const last = routes[routes.length - 1]!;
     ours = true;
     ftag = paramOf(ruri, 'ftag');
@@ -91,6 +120,7 @@ export function looseRoute(req: SipRequest, id: Identity): LooseRouteResult {
   while (routes.length > 0 && removed < 2) {
     const top = routes[0]!;
     if (!isOurs(top.uri, id)) break;
+    if (!authentic(top.uri)) return { kind: 'forged' };
     ours = true;
     ftag ??= paramOf(top.uri, 'ftag');
     const r2 = top.uri?.params.get('r2');

@@ -37,13 +37,14 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
 
     // ---- in-dialog requests: loose routing over our Record-Route -------------------------------
     if (req.tryTo()?.tag !== undefined) {
-      const lr = looseRoute(req, identity);
+      const lr = looseRoute(req, identity, core.cfg.signer);
       if (lr.kind === 'routed') {
         // Account codes are only ever ours, in-dialog too (a re-INVITE must not smuggle one to Asterisk).
         req.removeHeader(ACCOUNTCODE_HEADER);
         if (req.method === 'INVITE') reply(100, 'Trying'); // a re-INVITE may ring for a while too
         return core.relayInDialog(inb, lr.nextHopUri, lr.outProto, lr.ftag);
       }
+      if (lr.kind === 'forged') log.warn({ callId: facts.callId, source: facts.source }, 'in-dialog request with a Route we did not issue');
       if (req.method === 'ACK') return core.drop(inb, 'ACK not routable');
       if (lr.kind === 'bad') return reply(400, lr.reason);
       return reply(404, 'Not here');

@@ -33,7 +33,7 @@ describe('proxy: a full call over UDP', () => {
     expect(inv.header('max-forwards')).toBe('69');
     const rr = inv.headerValues('record-route');
     expect(rr).toHaveLength(1);
-    expect(rr[0]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.udp.port};lr;ftag=${inv.fromTag}>$`));
+    expect(rr[0]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.udp.port};lr;ftag=${inv.fromTag};sig=[\\w-]{22}>$`));
     expect(inv.headerLines('p-accountcode')).toEqual(['4242424242']);
     expect(inv.header('x-a2b-callref')).toBe(callRef(call.callId));
     // the caller sees the Record-Route in the 2xx and builds its route set from it

@@ -22,6 +22,8 @@ export async function startGateway(o: {
   hooks?: Partial<ProxyHooks>;
   failoverCodes?: number[];
   accountcode?: string;
+  /** Signs Record-Route (default: a fixed test secret; null: unsigned). */
+  routeSecret?: string | null;
 } = {}): Promise<Gateway> {
   const sip = configSchema.parse({
     sip: {
@@ -32,7 +34,7 @@ export async function startGateway(o: {
   }).sip;
   const base = staticHooks({ targets: o.targets ?? [], accountcode: o.accountcode ?? '4242424242' });
   const hooks = Object.assign(base, o.hooks ?? {}) as StaticHooks;
-  const proxy = createProxy({ config: { ...sip, failoverCodes: o.failoverCodes, retryAfterSec: 30 }, log: silentLogger(), hooks });
+  const proxy = createProxy({ config: { ...sip, failoverCodes: o.failoverCodes, retryAfterSec: 30, routeSecret: o.routeSecret === null ? undefined : (o.routeSecret ?? 'e2e-route-secret-0123456789') }, log: silentLogger(), hooks });
   await proxy.start();
   const u = proxy.address('udp');
   const t = proxy.address('tcp');

@@ -120,6 +120,23 @@ describe('proxy script: sanity and policy answers', () => {
     expect([r.status, r.reason]).toEqual([404, 'Not here']);
   });
 
+  it('404 for an in-dialog request carrying our address in a Route we did not issue (no open relay)', async () => {
+    // unsigned, and signed for another call
+    const call = await (async () => {
+      const w = wire('INVITE', gw.ruri('100'));
+      const ok = await send(w);
+      expect(ok.status).toBe(200);
+      return { callId: w.callId, rr: ok.headerValues('record-route')[0]! };
+    })();
+    expect(call.rr).toMatch(/;sig=[A-Za-z0-9_-]{22}>$/);
+    for (const route of [`<sip:127.0.0.1:${gw.udp.port};lr>`, call.rr]) {
+      const w = wire('INVITE', `sip:victim@127.0.0.1:${callee.address('udp').port}`, [`Route: ${route}`]);
+      const r = await send({ text: w.text.replace(/^To: (.*)$/m, 'To: $1;tag=forged'), callId: w.callId });
+      expect([r.status, r.reason]).toEqual([404, 'Not here']);
+      expect(callee.received.filter((m) => m.callId === w.callId)).toEqual([]);
+    }
+  });
+
   it('481 for a CANCEL matching nothing, and silence for a stray ACK', async () => {
     const r = await send(wire('CANCEL', gw.ruri('100')));
     expect(r.status).toBe(481);

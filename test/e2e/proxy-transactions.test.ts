@@ -145,8 +145,8 @@ describe('proxy: transactions', () => {
     expect(inv.headerValues('via')[0]).toMatch(/^SIP\/2\.0\/TCP /);
     const rr = inv.headerValues('record-route');
     expect(rr).toHaveLength(2);
-    expect(rr[0]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.tcp.port};transport=tcp;lr;ftag=[^;>]+;r2=on>$`));
-    expect(rr[1]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.udp.port};lr;ftag=[^;>]+;r2=on>$`));
+    expect(rr[0]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.tcp.port};transport=tcp;lr;ftag=[^;>]+;r2=on;sig=[\\w-]{22}>$`));
+    expect(rr[1]).toMatch(new RegExp(`^<sip:127\\.0\\.0\\.1:${gw.udp.port};lr;ftag=[^;>]+;r2=on;sig=[\\w-]{22}>$`));
     call.ack();
     const ack = await c.ua.waitRequest('ACK');
     expect(ack.source.proto).toBe('tcp');

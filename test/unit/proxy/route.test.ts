@@ -1,7 +1,7 @@
 // Record-Route values and loose routing (RFC 3261 §16.4, §16.12, RFC 5658), on raw wire bytes.
 import { describe, expect, it } from 'vitest';
 import { parseOrThrow, parseUri, type SipRequest } from '../../../src/sip/index.js';
-import { isOurs, looseRoute, makeIdentity, recordRouteFor, type Iface } from '../../../src/proxy/route.js';
+import { isOurs, looseRoute, makeIdentity, recordRouteFor, routeSigner, type Iface } from '../../../src/proxy/route.js';
 
 const udp: Iface = { proto: 'udp', host: '192.0.2.10', port: 5060 };
 const tcp: Iface = { proto: 'tcp', host: '192.0.2.10', port: 5061 };
@@ -73,5 +73,21 @@ describe('looseRoute', () => {
   it('a request without our Route is not ours', () => {
     expect(looseRoute(req(['BYE sip:ast@203.0.113.5 SIP/2.0', 'Route: <sip:198.51.100.1;lr>']), id).kind).toBe('not-ours');
     expect(looseRoute(req(['BYE sip:100@192.0.2.10 SIP/2.0']), id).kind).toBe('not-ours');
+  });
+});
+
+describe('signed Record-Route', () => {
+  const signer = routeSigner('a-secret-of-sixteen+');
+  it('a Route we issued for this Call-ID passes; the same Route on another Call-ID, or unsigned, is forged', () => {
+    const [rr] = recordRouteFor(udp, udp, 'ft1', signer('c1', 'ft1'));
+    expect(rr).toMatch(/;lr;ftag=ft1;sig=[A-Za-z0-9_-]{22}>$/);
+    expect(looseRoute(req(['BYE sip:ast@203.0.113.5 SIP/2.0', `Route: ${rr}`]), id, signer).kind).toBe('routed');
+    const other = req(['BYE sip:ast@203.0.113.5 SIP/2.0', `Route: ${rr}`]);
+    other.setHeader('Call-ID', 'c2');
+    expect(looseRoute(other, id, signer).kind).toBe('forged');
+    expect(looseRoute(req(['BYE sip:ast@203.0.113.5 SIP/2.0', 'Route: <sip:192.0.2.10;lr;ftag=ft1>']), id, signer).kind).toBe('forged');
+  });
+  it('a From tag that is not URI-safe is left out of ftag', () => {
+    expect(recordRouteFor(udp, udp, 'a`b<c')).toEqual(['<sip:192.0.2.10:5060;lr>']);
   });
 });
