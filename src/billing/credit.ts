@@ -9,7 +9,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Authenticated, AuthorizeDecision, CallEvent, RequestFacts } from '../proxy/hooks.js';
 import {
-  applicableRates, availableCredit, budgetSeconds, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
+  applicableRates, availableCredit, budgetSeconds, callCost, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
   tighter, weekMinuteClock, type Budget, type RateCandidate,
 } from './rating.js';
 import { CallSlots } from './slots.js';
@@ -62,6 +62,10 @@ interface Row {
   plan_stop_ts: string | number | null;
 }
 
+type Fetched =
+  | { kind: 'card'; cardId: number; simultaccess: number; available: bigint; rates: RateCandidate[] }
+  | Extract<Quote, { kind: 'no-card' | 'inactive' | 'db-error' }>;
+
 const REASONS: Record<number, string> = {
   402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 480: 'Temporarily Unavailable', 486: 'Busy Here',
   488: 'Not Acceptable Here', 503: 'Service Unavailable', 603: 'Decline',
@@ -81,6 +85,8 @@ export class Billing {
   private readonly now: () => number;
   private readonly weekMinute: (ms: number) => number;
   private readonly decisions: DecisionCounter | undefined;
+  /** No call outlives the dialog lifetime: longer budgets are capped to it (and so is the credit held). */
+  private readonly lifetimeSec: number;
   readonly slots: CallSlots;
 
   constructor(opts: BillingOptions) {
@@ -89,6 +95,7 @@ export class Billing {
     this.log = opts.log;
     this.now = opts.now ?? Date.now;
     this.weekMinute = weekMinuteClock(opts.billing.timezone);
+    this.lifetimeSec = opts.dialog.defaultMaxLifetimeSec;
     this.decisions = (opts.metrics as unknown as { billingDecisions?: DecisionCounter } | undefined)?.billingDecisions;
     if (this.cfg.creditCheck && !this.db) throw new TypeError('Billing: a database is required when billing.creditCheck is on');
     this.slots = new CallSlots({
@@ -119,8 +126,11 @@ export class Billing {
       return release ? ['ok', { kind: 'ok', release }] : ['limit', this.limitReject(facts.callId, account)];
     }
 
-    const looked = await this.lookup(account, facts.ruriUser);
-    const { quote } = looked;
+    const fetched = await this.fetch(account, facts.ruriUser);
+    // Synchronous from here on: pricing against the credit other calls hold, the limit check and the slot
+    // are one atomic step (no other authorize can interleave).
+    const held = this.cfg.reserveCredit ? this.slots.reserved(account) : 0n;
+    const { quote, reserve } = this.price(fetched, held);
     switch (quote.kind) {
       case 'db-error':
         this.log.warn({ callId: facts.callId, accountcode: account, err: quote.message }, 'credit lookup failed: call refused');
@@ -133,13 +143,12 @@ export class Billing {
         this.log.info({ callId: facts.callId, accountcode: account }, 'no rate for the dialled number: call refused');
         return ['no-rate', { kind: 'reject', status: this.cfg.noRateStatus, reason: reasonFor(this.cfg.noRateStatus, 'No Rate') }];
       case 'no-credit':
-        this.log.info({ callId: facts.callId, accountcode: account, available: quote.available }, 'not enough credit: call refused');
+        this.log.info({ callId: facts.callId, accountcode: account, available: quote.available, held: formatMoney(held) }, 'not enough credit: call refused');
         return ['no-credit', { kind: 'reject', status: this.cfg.noCreditStatus, reason: reasonFor(this.cfg.noCreditStatus, 'No Credit') }];
       case 'ok': {
-        // Synchronous from here on: the limit check and the slot are atomic.
         let limit = globalLimit;
-        if (this.cfg.honourSimultaccess && looked.simultaccess !== 1) limit = limit > 0 ? Math.min(limit, 1) : 1;
-        const release = this.slots.tryAcquire(facts.callId, account, limit);
+        if (this.cfg.honourSimultaccess && fetched.kind === 'card' && fetched.simultaccess !== 1) limit = limit > 0 ? Math.min(limit, 1) : 1;
+        const release = this.slots.tryAcquire(facts.callId, account, limit, this.cfg.reserveCredit ? reserve : 0n);
         if (!release) return ['limit', this.limitReject(facts.callId, account)];
         this.log.debug({ callId: facts.callId, accountcode: account, maxDurationSec: quote.maxDurationSec, prefix: quote.prefix, rate: quote.ratePerMin }, 'call authorised');
         return ['ok', quote.maxDurationSec === undefined ? { kind: 'ok', release } : { kind: 'ok', maxDurationSec: quote.maxDurationSec, release }];
@@ -152,7 +161,8 @@ export class Billing {
    * (maxDurationSec already has billing.safetyMarginSec taken off; undefined = free route, no limit).
    */
   async quote(accountcode: string, dialled: string): Promise<Quote> {
-    return (await this.lookup(accountcode, dialled)).quote;
+    const fetched = await this.fetch(accountcode, dialled);
+    return this.price(fetched, this.cfg.reserveCredit ? this.slots.reserved(accountcode) : 0n).quote;
   }
 
   /** Call events keep the slots right even when a release() callback is lost. Never throws. */
@@ -184,7 +194,8 @@ export class Billing {
     return { kind: 'reject', status: this.cfg.limitStatus, reason: reasonFor(this.cfg.limitStatus, 'Call Limit Reached') };
   }
 
-  private async lookup(account: string, dialled: string): Promise<{ quote: Quote; simultaccess: number }> {
+  /** The card and the rate cards that apply to the number now (async: the one database round trip). */
+  private async fetch(account: string, dialled: string): Promise<Fetched> {
     const number = normaliseNumber(dialled);
     // An unusable number still needs the card row (an unknown card is 403, not 404).
     const prefixes = number ? prefixCandidates(number) : ['defaultprefix'];
@@ -193,13 +204,13 @@ export class Billing {
       const [r] = await this.db!.query({ sql: Q.SELECT_CARD_AND_RATES, timeout: this.cfg.dbTimeoutMs }, [prefixes, account]);
       rows = r as Row[];
     } catch (e) {
-      return { quote: { kind: 'db-error', message: (e as Error).message }, simultaccess: 0 };
+      return { kind: 'db-error', message: (e as Error).message };
     }
     const first = rows[0];
-    if (!first) return { quote: { kind: 'no-card' }, simultaccess: 0 };
+    if (!first) return { kind: 'no-card' };
     const cardId = Number(first.card_id);
     const simultaccess = num(first.simultaccess, 0);
-    if (Number(first.status) !== 1) return { quote: { kind: 'inactive', cardId, status: Number(first.status) }, simultaccess };
+    if (Number(first.status) !== 1) return { kind: 'inactive', cardId, status: Number(first.status) };
     const available = availableCredit({
       credit: parseMoney(first.credit) ?? 0n,
       typepaid: num(first.typepaid, 0),
@@ -227,7 +238,15 @@ export class Billing {
       });
     }
     const rates = number ? applicableRates(cands, number, Math.floor(nowMs / 1000), this.weekMinute(nowMs)) : [];
-    if (rates.length === 0) return { quote: { kind: 'no-rate', cardId }, simultaccess };
+    return { kind: 'card', cardId, simultaccess, available, rates };
+  }
+
+  /** The maximum duration on what is left once `held` (credit of calls in progress) is set aside. Synchronous. */
+  private price(f: Fetched, held: bigint): { quote: Quote; reserve: bigint } {
+    if (f.kind !== 'card') return { quote: f, reserve: 0n };
+    const { cardId, rates } = f;
+    if (rates.length === 0) return { quote: { kind: 'no-rate', cardId }, reserve: 0n };
+    const available = f.available - held;
     // Several plans may tie on the longest prefix: budget for the tightest, as A2Billing may use any of them.
     let budget: Budget = { kind: 'unlimited' };
     let used = rates[0]!;
@@ -238,16 +257,20 @@ export class Billing {
       budget = t;
     }
     const availableText = formatMoney(available);
-    if (budget.kind === 'none') return { quote: { kind: 'no-credit', cardId, available: availableText }, simultaccess };
+    if (budget.kind === 'none') return { quote: { kind: 'no-credit', cardId, available: availableText }, reserve: 0n };
     let maxDurationSec: number | undefined;
+    let spendSec = 0;
     if (budget.kind === 'seconds') {
       maxDurationSec = budget.seconds - this.cfg.safetyMarginSec;
       // The margin eats everything: the BYE could not arrive before the money runs out.
-      if (maxDurationSec <= 0) return { quote: { kind: 'no-credit', cardId, available: availableText }, simultaccess };
+      if (maxDurationSec <= 0) return { quote: { kind: 'no-credit', cardId, available: availableText }, reserve: 0n };
+      maxDurationSec = Math.min(maxDurationSec, this.lifetimeSec);
+      spendSec = Math.min(budget.seconds, this.lifetimeSec);
     }
     return {
       quote: { kind: 'ok', cardId, available: availableText, maxDurationSec, prefix: used.dialprefix, ratePerMin: formatMoney(used.rate) },
-      simultaccess,
+      // The most this call can cost: what is held while it is up when billing.reserveCredit is on.
+      reserve: callCost(spendSec, used),
     };
   }
 }

@@ -203,6 +203,21 @@ export function budgetSeconds(available: bigint, r: Pick<RateCandidate, 'rate' |
   return { kind: 'seconds', seconds: seconds > BigInt(MAX_SECONDS) ? MAX_SECONDS : Number(seconds) };
 }
 
+/**
+ * What a call of `seconds` costs on a rate (A2Billing's sell side): charges, the initial block at least, then
+ * whole billing blocks, rounded up to the money unit. The inverse of budgetSeconds: cost(budget) <= credit.
+ */
+export function callCost(seconds: number, r: Pick<RateCandidate, 'rate' | 'initblock' | 'billingblock' | 'connectcharge' | 'disconnectcharge'>): bigint {
+  const charges = abs(r.connectcharge) + abs(r.disconnectcharge);
+  const rate = abs(r.rate);
+  if (rate === 0n || seconds <= 0) return charges;
+  const init = Math.max(0, Math.trunc(r.initblock));
+  const block = r.billingblock > 0 ? Math.trunc(r.billingblock) : 1;
+  let billed = Math.max(Math.trunc(seconds), init);
+  if (billed > init) billed = init + Math.ceil((billed - init) / block) * block;
+  return charges + (rate * BigInt(billed) + 59n) / 60n;
+}
+
 /** The tighter of two budgets (none < seconds < unlimited). */
 export function tighter(a: Budget, b: Budget): Budget {
   if (a.kind === 'none' || b.kind === 'none') return { kind: 'none' };

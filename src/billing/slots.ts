@@ -22,10 +22,13 @@ interface Slot {
   answered: boolean;
   timer: NodeJS.Timeout | undefined;
   released: boolean;
+  /** Credit held for this call (money units), when credit reservation is on. */
+  reserved: bigint;
 }
 
 export class CallSlots {
   private readonly byAccount = new Map<string, number>();
+  private readonly heldByAccount = new Map<string, bigint>();
   private readonly byCall = new Map<string, Slot[]>();
   private nextId = 1;
   private size = 0;
@@ -37,6 +40,11 @@ export class CallSlots {
     return this.byAccount.get(accountcode) ?? 0;
   }
 
+  /** Credit held by an account's calls in progress (money units). */
+  reserved(accountcode: string): bigint {
+    return this.heldByAccount.get(accountcode) ?? 0n;
+  }
+
   /** Slots held in total. */
   get total(): number {
     return this.size;
@@ -46,9 +54,13 @@ export class CallSlots {
    * Takes a slot when the account has fewer than `limit` calls (0 = no limit, but still counted).
    * Returns the release function, or undefined when the limit is reached.
    */
-  tryAcquire(callId: string, accountcode: string, limit: number): (() => void) | undefined {
+  tryAcquire(callId: string, accountcode: string, limit: number, reserve = 0n): (() => void) | undefined {
     if (limit > 0 && this.count(accountcode) >= limit) return undefined;
     const slot = this.take(callId, accountcode);
+    if (reserve > 0n) {
+      slot.reserved = reserve;
+      this.heldByAccount.set(accountcode, this.reserved(accountcode) + reserve);
+    }
     this.arm(slot, this.opts.setupTimeoutMs);
     return () => this.release(slot);
   }
@@ -86,7 +98,7 @@ export class CallSlots {
   }
 
   private take(callId: string, accountcode: string): Slot {
-    const slot: Slot = { id: this.nextId++, callId, accountcode, answered: false, timer: undefined, released: false };
+    const slot: Slot = { id: this.nextId++, callId, accountcode, answered: false, timer: undefined, released: false, reserved: 0n };
     this.byAccount.set(accountcode, this.count(accountcode) + 1);
     const list = this.byCall.get(callId);
     if (list) list.push(slot);
@@ -112,6 +124,11 @@ export class CallSlots {
     slot.released = true;
     if (slot.timer) clearTimeout(slot.timer);
     slot.timer = undefined;
+    if (slot.reserved > 0n) {
+      const held = this.reserved(slot.accountcode) - slot.reserved;
+      if (held > 0n) this.heldByAccount.set(slot.accountcode, held);
+      else this.heldByAccount.delete(slot.accountcode);
+    }
     const n = this.count(slot.accountcode) - 1;
     if (n > 0) this.byAccount.set(slot.accountcode, n);
     else this.byAccount.delete(slot.accountcode);

@@ -53,6 +53,11 @@ export const configSchema = z.object({
     tcpIdleTimeoutMs: positiveMs.default(120000),
     maxForwards: z.number().int().min(1).max(255).default(70),
     serverHeader: z.string().default('a2b-gateway'),
+    /**
+     * Signs the proxy's Record-Route (HMAC of Call-ID and From tag): in-dialog requests are relayed only with a
+     * Route issued for that call (no open relay). Same value on every instance and across restarts. Unset: unsigned.
+     */
+    routeSecret: z.string().min(16, 'must be at least 16 characters').optional(),
   }).prefault({}),
 
   auth: z.object({
@@ -151,6 +156,8 @@ export const configSchema = z.object({
     timezone: z.string().min(1).default('UTC'),
     /** A call slot not answered, failed or released within this time is freed (leak guard). */
     setupTimeoutSec: z.number().int().min(10).default(600),
+    /** Hold each call's worst-case cost while it is up, so simultaneous calls cannot spend the same credit twice. */
+    reserveCredit: z.boolean().default(false),
   }).prefault({}),
 
   ami: z.object({

@@ -18,8 +18,8 @@ describe('billing.authorize on the seed data', () => {
   let t: TestDb;
   let gw: Db;
   const billings: Billing[] = [];
-  const make = (billing: Record<string, unknown> = {}, opts: { db?: Db; now?: () => number } = {}) => {
-    const cfg: Config = configSchema.parse({ billing: { safetyMarginSec: 0, ...billing } });
+  const make = (billing: Record<string, unknown> = {}, opts: { db?: Db; now?: () => number; lifetimeSec?: number } = {}) => {
+    const cfg: Config = configSchema.parse({ billing: { safetyMarginSec: 0, ...billing }, dialog: { defaultMaxLifetimeSec: opts.lifetimeSec ?? 10800 } });
     const b = new Billing({ billing: cfg.billing, dialog: cfg.dialog, db: 'db' in opts ? opts.db : gw, log: silentLogger(), now: opts.now });
     billings.push(b);
     return b;
@@ -46,9 +46,11 @@ describe('billing.authorize on the seed data', () => {
     expect(q).toMatchObject({ kind: 'ok', maxDurationSec: 96, prefix: '1999', ratePerMin: '0.06000', available: '0.10000' });
   });
 
-  it('bob is postpaid: the credit limit of 50 buys 150000 s at 0.02/min', async () => {
-    const d = await make({ safetyMarginSec: 10 }).authorize(call('12125550100'), as(bob));
+  it('bob is postpaid: the credit limit of 50 buys 150000 s at 0.02/min (capped by the dialog lifetime)', async () => {
+    const d = await make({ safetyMarginSec: 10 }, { lifetimeSec: 200_000 }).authorize(call('12125550100'), as(bob));
     expect(d).toMatchObject({ kind: 'ok', maxDurationSec: 150000 - 10 });
+    const capped = await make({ safetyMarginSec: 10 }).authorize(call('12125550100'), as(bob));
+    expect(capped).toMatchObject({ kind: 'ok', maxDurationSec: 10800 });
   });
 
   it('charges the connect charge first (alice to 33: 10 - 0.05, 60 s blocks at 0.10)', async () => {
@@ -150,6 +152,30 @@ describe('billing.authorize on the seed data', () => {
     } finally {
       await t.db.query('UPDATE cc_card SET simultaccess = 0 WHERE id = ?', [alice.id]);
     }
+  });
+
+  it('reserveCredit: simultaneous calls cannot spend the same credit twice', async () => {
+    const b = make({ reserveCredit: true });
+    // erin: 0.10 buys 96 s on 1999; the first call holds 0.096 of it.
+    const first = await b.authorize(call('19995550100'), as(erin));
+    expect(first).toMatchObject({ kind: 'ok', maxDurationSec: 96 });
+    expect(b.slots.reserved(erin.username)).toBe(9600n);
+    expect(await b.authorize(call('19995550100'), as(erin))).toMatchObject({ kind: 'reject', status: 402 });
+    expect(await b.quote(erin.username, '19995550100')).toMatchObject({ kind: 'no-credit', available: '0.00400' });
+    if (first.kind === 'ok') first.release!();
+    expect(await b.authorize(call('19995550100'), as(erin))).toMatchObject({ kind: 'ok', maxDurationSec: 96 });
+
+    // alice: 10 at 0.02/min; a call can last at most the 3 h lifetime, so it holds 3.60 and leaves 6.40 to others.
+    const a1 = await b.authorize(call('12125550100'), as(alice));
+    expect(a1).toMatchObject({ kind: 'ok', maxDurationSec: 10800 });
+    expect(b.slots.reserved(alice.username)).toBe(360000n);
+    const a2 = await b.authorize(call('12125550101'), as(alice));
+    expect(a2).toMatchObject({ kind: 'ok', maxDurationSec: 10800 });
+    // 10 - 7.20 = 2.80 left: 8400 s.
+    expect(await b.authorize(call('12125550102'), as(alice))).toMatchObject({ kind: 'ok', maxDurationSec: 8400 });
+    expect(await b.authorize(call('12125550103'), as(alice))).toMatchObject({ kind: 'reject', status: 402 });
+    b.onCallEvent({ type: 'ended', callId: `call-${seq - 2}@test`, fromTag: 'a', toTag: 'b', reason: 'bye-caller', at: Date.now() });
+    expect(b.slots.reserved(alice.username)).toBe(360000n + 280000n);
   });
 
   it('database unreachable: 503, never admitted unchecked', async () => {

@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  applicableRates, availableCredit, budgetSeconds, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
+  applicableRates, availableCredit, budgetSeconds, callCost, formatMoney, normaliseNumber, parseMoney, prefixCandidates,
   weekMinuteClock, type RateCandidate,
 } from '../../../src/billing/rating.js';
 
@@ -88,6 +89,35 @@ describe('budget (seconds the credit buys)', () => {
   });
   it('huge credit is capped to a safe integer', () => {
     expect(budgetSeconds(m('9999999999'), rate('1', '0.00001', 1, 1))).toEqual({ kind: 'seconds', seconds: 1_000_000_000 });
+  });
+});
+
+describe('call cost (the inverse of the budget)', () => {
+  it('charges, the initial block at least, then whole blocks, rounded up', () => {
+    const r = rate('1999', '0.06', 6, 6);
+    expect(callCost(96, r)).toBe(m('0.096'));
+    expect(callCost(1, r)).toBe(m('0.006'));
+    expect(callCost(7, r)).toBe(m('0.012'));
+    expect(callCost(0, rate('33', '0.10', 60, 60, { connectcharge: m('0.05') }))).toBe(m('0.05'));
+    expect(callCost(10, rate('1', '0.00001', 0, 0))).toBe(1n); // 0.0000017 rounds up to 0.00001
+  });
+
+  it('property: the budget is affordable and one more block is not', () => {
+    fc.assert(fc.property(
+      fc.bigInt({ min: 0n, max: 10_000_000_000n }), fc.bigInt({ min: 1n, max: 1_000_000n }),
+      fc.integer({ min: 0, max: 120 }), fc.integer({ min: 0, max: 120 }), fc.bigInt({ min: 0n, max: 100_000n }),
+      (credit, perMin, initblock, billingblock, connect) => {
+        const r = rate('1', '0', initblock, billingblock, { rate: perMin, connectcharge: connect });
+        const b = budgetSeconds(credit, r);
+        if (b.kind === 'seconds') {
+          if (b.seconds >= 1_000_000_000) return;
+          expect(callCost(b.seconds, r)).toBeLessThanOrEqual(credit);
+          expect(callCost(b.seconds + Math.max(1, billingblock), r)).toBeGreaterThan(credit);
+        } else if (b.kind === 'none') {
+          expect(callCost(Math.max(1, initblock), r)).toBeGreaterThan(credit);
+        }
+      },
+    ), { numRuns: 500 });
   });
 });
 

@@ -28,6 +28,19 @@ describe('CallSlots (simultaneous calls per account)', () => {
     expect(slots.count('acct')).toBe(1);
   });
 
+  it('holds reserved credit per account until the slot is freed', () => {
+    const r1 = slots.tryAcquire('a', 'acct', 0, 500n)!;
+    slots.tryAcquire('b', 'acct', 0, 250n);
+    slots.tryAcquire('c', 'acct', 0);
+    expect(slots.reserved('acct')).toBe(750n);
+    r1();
+    r1();
+    expect(slots.reserved('acct')).toBe(250n);
+    slots.failed('b');
+    expect(slots.reserved('acct')).toBe(0n);
+    expect(slots.reserved('other')).toBe(0n);
+  });
+
   it('limit 0 counts without refusing', () => {
     for (let i = 0; i < 5; i++) expect(slots.tryAcquire(`c${i}`, 'acct', 0)).toBeDefined();
     expect(slots.count('acct')).toBe(5);
