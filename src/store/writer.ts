@@ -450,6 +450,13 @@ class Writer<R> implements BatchWriter<R> {
       } catch (e) {
         this.st.journalErrors++;
         this.st.lastError = describeError(e);
+        if ((e as { code?: string }).code === 'ENOENT') {
+          // Removed by hand: nothing left to replay; say how much was lost rather than retry forever.
+          this.log.error({ file: seg.path, lost: seg.count - seg.committed }, 'journal: segment disappeared before it was replayed');
+          seg.committed = seg.count;
+          await this.dropSegment(seg);
+          return true;
+        }
         this.log.error({ err: this.st.lastError, file: seg.path }, 'journal: cannot read segment; will retry');
         this.retryAt = Date.now() + this.retryMaxMs;
         return false;
@@ -461,6 +468,13 @@ class Writer<R> implements BatchWriter<R> {
     }
     const from = seg.committed - seg.base;
     const rows = seg.rows.slice(from, from + this.batchSize);
+    if (rows.length === 0) {
+      // Memory and count disagree (never expected): trust the file.
+      seg.rows = null;
+      if (seg.sealed) return true;
+      await this.withJournal(() => this.seal(seg, true));
+      return true;
+    }
     if (!(await this.insert(seg.header, rows))) return false;
     seg.committed += rows.length;
     if (seg.committed >= seg.count) {
