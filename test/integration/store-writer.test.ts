@@ -216,6 +216,20 @@ describe('batched writer on MariaDB', () => {
     }
   });
 
+  it('journal unwritable (its directory vanished): records still reach MySQL directly, in order', async () => {
+    const dir = join(tmp, 'h');
+    const w = await open(dir, { segmentMaxBytes: 200 });
+    for (const i of seqs(10)) w.enqueue(probe('nojournal', i));
+    await w.flush();
+    await rm(join(dir, 'probe'), { recursive: true, force: true });
+    for (const i of seqs(20, 10)) w.enqueue(probe('nojournal', i));
+    await w.flush();
+    await until(() => w.stats().queued === 0);
+    expect(w.stats().journalErrors).toBeGreaterThan(0);
+    await w.close();
+    expect((await rowsOf('nojournal')).map((r) => r.seq)).toEqual(seqs(30));
+  });
+
   it('close() writes what is queued, or journals it when MySQL is down, for the next start', async () => {
     const w1 = await open(join(tmp, 'e'), { flushIntervalMs: 60_000 });
     for (const i of seqs(10)) w1.enqueue(probe('close-up', i));
