@@ -477,11 +477,10 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   }
 
   private endCall(callId: string): void {
-    this.dialogs.delete(callId);
+    if (this.dialogs.delete(callId)) this.metrics?.callsActive.dec();
     const release = this.releases.get(callId);
     if (!release) return;
     this.releases.delete(callId);
-    this.metrics?.callsActive.dec();
     try { release(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
   }
 
