@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createAccounting, type Accounting } from '../../../src/acc/accounting.js';
 import { accTable, cdrTable, durationSeconds, missedTable, type AccRecord, type CdrRecord } from '../../../src/acc/records.js';
 import { callRef } from '../../../src/callref.js';
-import { silentLogger } from '../../../src/log.js';
+import { createLogger, silentLogger } from '../../../src/log.js';
 import type { CallEvent } from '../../../src/proxy/hooks.js';
 import { T0, alice, answeredCall, box1, box2, dialog, facts } from './events.js';
 
@@ -216,6 +216,24 @@ describe('call state', () => {
     open.push(a);
     expect(() => feed(a, answeredCall(facts(), { answerAfterMs: 1, talkMs: 1 }))).not.toThrow();
     expect(a.stats().errors).toBe(2);
+  });
+});
+
+describe('record logging', () => {
+  it('logs every record through pino when acc.logRecords is on', () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', format: 'json' }, { write: (l: string) => { lines.push(l); } });
+    const out: Sinks = { acc: [], missed: [], cdr: [] };
+    const a = createAccounting({
+      config: { acc: { reportCancels: true, logRecords: true }, dialog: { defaultMaxLifetimeSec: 60 } },
+      sinks: { acc: { enqueue: (r) => out.acc.push(r) }, missed: { enqueue: (r) => out.missed.push(r) }, cdr: { enqueue: (r) => out.cdr.push(r) } },
+      log,
+    });
+    open.push(a);
+    feed(a, answeredCall(facts(), { answerAfterMs: 5, talkMs: 2500, failover: true }));
+    const recs = lines.map((l) => JSON.parse(l) as { acc: string; record: { callId: string; durationSec?: number } });
+    expect(recs.map((r) => r.acc)).toEqual(['missed', 'acc', 'acc', 'cdr']);
+    expect(recs[3]!.record).toMatchObject({ callId: facts().callId, durationSec: 2 });
   });
 });
 
