@@ -14,6 +14,10 @@ export interface PrivateMariaDb {
   socket: string;
   dataDir: string;
   pid: number;
+  /** Stops the server but keeps its data (an outage); start() brings it back on the same port. */
+  halt(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops the server and removes its data. */
   stop(): Promise<void>;
 }
 
@@ -83,27 +87,40 @@ export async function startPrivateMariaDb(opts: { log?: (msg: string) => void; b
     'innodb_log_file_size=128M', 'max_connections=500', 'character-set-server=utf8mb4', 'collation-server=utf8mb4_general_ci',
     'sql_mode=STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', 'skip-log-bin', '',
   ].join('\n'));
-  const child = spawn(mariadbd, [`--defaults-file=${cnf}`, ...user], { stdio: 'ignore', detached: false });
-  await waitReady(child, socket, errLog, 60_000);
+  const launch = async (): Promise<ChildProcess> => {
+    const c = spawn(mariadbd, [`--defaults-file=${cnf}`, ...user], { stdio: 'ignore', detached: false });
+    await waitReady(c, socket, errLog, 60_000);
+    return c;
+  };
+  let child = await launch();
   // root over TCP without a password: the instance listens on loopback only and lives for one run.
   const grant = spawnSync('mariadb', ['--no-defaults', `--socket=${socket}`, '-uroot', '-e',
     "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;"], { encoding: 'utf8' });
   if (grant.status !== 0) throw new GwError('GW_ERR_PRIVATE_DB', `cannot grant root over TCP: ${grant.stderr}`);
   log(`private MariaDB on 127.0.0.1:${port} (datadir ${dataDir})`);
   let stopped = false;
+  const halt = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((res) => child.once('exit', () => res()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(t);
+  };
   return {
     rootUrl: `mysql://root@127.0.0.1:${port}/`,
-    port, socket, dataDir, pid: child.pid ?? 0,
+    port, socket, dataDir,
+    get pid() { return child.pid ?? 0; },
+    halt,
+    async start() {
+      if (stopped) throw new GwError('GW_ERR_PRIVATE_DB', 'this private MariaDB was removed');
+      if (child.exitCode === null && child.signalCode === null) return;
+      child = await launch();
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (child.exitCode === null) {
-        const exited = new Promise<void>((res) => child.once('exit', () => res()));
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(t);
-      }
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };
