@@ -145,7 +145,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     const iface = this.ifaces.find((i) => i.proto === proto && i.port === src?.localPort) ?? this.ifaceFor(proto)!;
     if (req.method === 'CANCEL' && st) {
       const inv = this.layer.matchInvite(req);
-      if (inv) {
+      // Only the caller may cancel its INVITE: same source address as the INVITE (branch ids can be guessable).
+      if (inv && inv.source?.address === src?.address) {
         this.respond(st, createResponse(req, 200, { headers: this.serverHdr() }), 'local');
         this.cancelInvite(inv, req);
         this.emit({ type: 'transaction', facts: factsOf(req), status: 200, reason: 'OK', at: Date.now() });
