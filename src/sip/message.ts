@@ -41,6 +41,13 @@ export interface MessageSource {
 }
 
 const CRLF = '\r\n';
+
+// Buffer#latin1Write skips write()'s argument juggling (measurable per header line); fall back if it ever goes away.
+type Latin1Writer = { latin1Write?: (s: string, offset: number, length: number) => number };
+function latin1Write(out: Buffer, s: string, pos: number): number {
+  const w = (out as unknown as Latin1Writer).latin1Write;
+  return w !== undefined ? w.call(out, s, pos, s.length) : out.write(s, pos, 'latin1');
+}
 const EMPTY = Buffer.alloc(0);
 
 /** Converts a JS (UTF-16) string to a wire string (UTF-8 bytes as latin1 chars). ASCII passes through. */
@@ -370,7 +377,7 @@ export abstract class SipMessage {
     const idx = this.headers.findIndex((h) => h.lname === 'via');
     if (idx < 0) return this.pushVia(value);
     const h = this.headers[idx]!;
-    const parts = splitList(h.value);
+    const parts = h.value.indexOf(',') < 0 ? null : splitList(h.value);
     const rest = parts !== null && parts.length > 1 ? `, ${parts.slice(1).join(', ')}` : '';
     this.headers[idx] = { name: h.name, lname: 'via', value: sanitizeValue(value) + rest, start: -1, end: -1 };
     this.touched('via');
@@ -460,7 +467,7 @@ export abstract class SipMessage {
     for (const h of this.headers) total += h.start >= 0 ? h.end - h.start : h.name.length + h.value.length + 4;
     total += 2 + this.body.length;
     const out = Buffer.allocUnsafe(total);
-    let pos = sl !== null ? out.write(sl, 0, 'latin1') : src!.copy(out, 0, this.slStart, this.slEnd);
+    let pos = sl !== null ? latin1Write(out, sl, 0) : src!.copy(out, 0, this.slStart, this.slEnd);
     let runS = -1;
     let runE = -1;
     for (const h of this.headers) {
@@ -471,9 +478,9 @@ export abstract class SipMessage {
         continue;
       }
       if (runS >= 0) { pos += src!.copy(out, pos, runS, runE); runS = -1; runE = -1; }
-      pos += out.write(h.name, pos, 'latin1');
+      pos += latin1Write(out, h.name, pos);
       out[pos++] = 58; out[pos++] = 32;
-      pos += out.write(h.value, pos, 'latin1');
+      pos += latin1Write(out, h.value, pos);
       out[pos++] = 13; out[pos++] = 10;
     }
     if (runS >= 0) pos += src!.copy(out, pos, runS, runE);

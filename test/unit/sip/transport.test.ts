@@ -201,7 +201,7 @@ describe('TCP transport', () => {
 
 describe('transactions over real sockets', () => {
   it('INVITE → 100 Trying → 486 → ACK absorbed, over UDP between two transports', async () => {
-    const timers = { t1Ms: 50, t2Ms: 400, t4Ms: 500, inviteTimeoutMs: 2000, noResponseTimeoutMs: 1000 };
+    const timers = { t1Ms: 200, t2Ms: 1600, t4Ms: 500, inviteTimeoutMs: 5000, noResponseTimeoutMs: 4000 };
     const uas = await startTransport([{ proto: 'udp', host: '127.0.0.1', port: 0 }]);
     const uac = await startTransport([{ proto: 'udp', host: '127.0.0.1', port: 0 }]);
     const serverSide: Array<{ req: SipRequest; st: ServerTransaction | null }> = [];
@@ -220,8 +220,10 @@ describe('transactions over real sockets', () => {
       });
     });
     await done;
-    await new Promise((r) => setTimeout(r, 100));
-    expect(statuses).toEqual([100, 486]);
+    for (let i = 0; i < 200 && serverSide[0]!.st!.state !== 'confirmed'; i++) await new Promise((r) => setTimeout(r, 10));
+    // (a loaded machine may retransmit the INVITE, and each retransmission re-sends the 100)
+    expect(statuses[0]).toBe(100);
+    expect(statuses.filter((s) => s >= 200)).toEqual([486]);
     expect(serverSide.map((s) => s.req.method)).toEqual(['INVITE']); // the ACK was absorbed
     expect(serverSide[0]!.st!.state).toBe('confirmed');
   });
