@@ -3,6 +3,7 @@
 // a free call slot. Credit is read fresh for every call (one indexed round trip, never cached): A2Billing
 // debits the card when a call ends, so a card emptied a second ago is refused at once.
 import type { Config } from '../config/schema.js';
+import { GwError } from '../errors.js';
 import type { Db } from '../db/pool.js';
 import * as Q from '../db/queries/billing.js';
 import type { Logger } from '../log.js';
@@ -97,7 +98,7 @@ export class Billing {
     this.weekMinute = weekMinuteClock(opts.billing.timezone);
     this.lifetimeSec = opts.dialog.defaultMaxLifetimeSec;
     this.decisions = (opts.metrics as unknown as { billingDecisions?: DecisionCounter } | undefined)?.billingDecisions;
-    if (this.cfg.creditCheck && !this.db) throw new TypeError('Billing: a database is required when billing.creditCheck is on');
+    if (this.cfg.creditCheck && !this.db) throw new GwError('GW_ERR_CONFIG_INVALID', 'billing.creditCheck needs the database (db.url); set billing.creditCheck to false to leave credit to A2Billing');
     this.slots = new CallSlots({
       setupTimeoutMs: this.cfg.setupTimeoutSec * 1000,
       answeredTimeoutMs: (opts.dialog.defaultMaxLifetimeSec + 300) * 1000,

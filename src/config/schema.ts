@@ -3,6 +3,14 @@
 import { z } from 'zod';
 
 const port = z.number().int().min(0).max(65535);
+const isTimeZone = (tz: string): boolean => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+};
 const positiveMs = z.number().int().positive();
 
 export const listenSchema = z.object({
@@ -153,7 +161,7 @@ export const configSchema = z.object({
     /** Longest wait for the credit lookup; past it the call is refused with 503 (never admitted unchecked). */
     dbTimeoutMs: positiveMs.default(2000),
     /** Timezone of A2Billing's rate-card week windows (starttime/endtime, minutes since Monday 00:00). */
-    timezone: z.string().min(1).default('UTC'),
+    timezone: z.string().min(1).refine(isTimeZone, 'is not a known IANA timezone (e.g. "Europe/Paris")').default('UTC'),
     /** A call slot not answered, failed or released within this time is freed (leak guard). */
     setupTimeoutSec: z.number().int().min(10).default(600),
     /** Hold each call's worst-case cost while it is up, so simultaneous calls cannot spend the same credit twice. */

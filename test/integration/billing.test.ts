@@ -188,6 +188,14 @@ describe('billing.authorize on the seed data', () => {
     }
   });
 
+  it('configuration: credit check without a database and an unknown timezone are refused up front', () => {
+    expect(() => make({}, { db: undefined })).toThrow(/billing.creditCheck needs the database/);
+    const r = configSchema.safeParse({ billing: { timezone: 'Mars/Olympus' } });
+    expect(r.success).toBe(false);
+    expect(JSON.stringify(r.error?.issues)).toMatch(/IANA timezone/);
+    expect(configSchema.parse({ billing: { timezone: 'Europe/Paris' } }).billing.timezone).toBe('Europe/Paris');
+  });
+
   it('creditCheck off: no database, no maximum, the call limit still applies', async () => {
     const b = make({ creditCheck: false, maxCallsPerAccount: 1 }, { db: undefined });
     const d = await b.authorize(call('19995550100'), as(dave));
