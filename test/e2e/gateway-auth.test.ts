@@ -77,4 +77,131 @@ describe('issue 4: authentication through the whole gateway', () => {
       expect(inv.headerLines('proxy-authorization')).toEqual([]);
     }
   });
+
+  it('wrong password: 403 Forbidden, and the callee never sees the INVITE', async () => {
+    const caller = await h.caller();
+    const { second } = await digestInvite(caller, { to: h.ruri('15551230004'), via: h.udp, user: ALICE.user, password: 'not-her-password' });
+    const res = await second.final();
+    expect(res.status).toBe(403);
+    expect(atCallee(second.callId)).toBeUndefined();
+  });
+
+  it('inactive card (carol): 403 with her device credentials, and her IP peer 127.0.0.3 is not trusted (407)', async () => {
+    for (const cred of [{ user: 'carol-phone', password: 'carol-Phone-3' }, { user: SEED.cards.carol.sip.name, password: SEED.cards.carol.sip.secret }]) {
+      const caller = await h.caller();
+      const { second } = await digestInvite(caller, { to: h.ruri('15551230005'), via: h.udp, ...cred });
+      expect((await second.final()).status).toBe(403);
+      expect(atCallee(second.callId)).toBeUndefined();
+    }
+    const fromPeer = await h.caller({ host: SEED.cards.carol.sip.host });
+    const call = fromPeer.invite({ to: h.ruri('15551230006'), via: h.udp });
+    expect((await call.final()).status).toBe(407);
+    expect(atCallee(call.callId)).toBeUndefined();
+  });
+
+  it('a spoofed P-Accountcode (any spelling, repeated, comma-joined) never reaches the callee: exactly one trusted one does', async () => {
+    const spoofs: Array<[string, string]> = [
+      ['P-Accountcode', '4242424242'],
+      ['p-accountcode', '6666000003'],
+      ['P-ACCOUNTCODE', '7777000004, 8888000005'],
+      ['P-AccountCode', '9999999999'],
+      ['p-AcCoUnTcOdE', '1111111111,2222222222'],
+    ];
+    // IP-authenticated (bob) ...
+    const bob = await h.caller({ host: '127.0.0.2' });
+    const ipCall = bob.invite({ to: h.ruri('15551230007'), via: h.udp, headers: spoofs });
+    expect((await finish(ipCall)).status).toBe(200);
+    // ... and digest-authenticated (alice), the spoof present in both INVITEs.
+    const { second } = await digestInvite(await h.caller(), { to: h.ruri('15551230008'), via: h.udp, ...ALICE, headers: spoofs });
+    expect((await finish(second)).status).toBe(200);
+    for (const [callId, expected] of [[ipCall.callId, BOB], [second.callId, ALICE.accountcode]] as const) {
+      const inv = atCallee(callId)!;
+      expect(inv.headerLines('p-accountcode')).toEqual([expected]);
+      const lines = inv.raw.split('\r\n').filter((l) => /^\s*p-accountcode\s*:/i.test(l));
+      expect(lines).toEqual([`P-Accountcode: ${expected}`]);
+      for (const bogus of ['6666000003', '7777000004', '8888000005', '9999999999', '1111111111', '2222222222']) expect(inv.raw).not.toContain(bogus);
+    }
+    // In-dialog requests from the caller cannot smuggle one either.
+    const d = (await h.caller({ host: '127.0.0.2' }));
+    const call = d.invite({ to: h.ruri('15551230009'), via: h.udp });
+    expect((await call.final()).status).toBe(200);
+    call.ack();
+    await call.dialog!.request('INFO', { headers: [['P-Accountcode', '6666000003']] }).final();
+    const info = await box().ua.waitFor((m) => m.method === 'INFO' && m.callId === call.callId);
+    expect(info.headerLines('p-accountcode')).toEqual([]);
+    await call.dialog!.request('BYE').final();
+  });
+
+  it('a replayed nonce count is refused (407 stale=true) and never reaches the callee; the next count is accepted', async () => {
+    const caller = await h.caller();
+    const to = h.ruri('15551230010');
+    const { second, challenge } = await digestInvite(caller, { to, via: h.udp, ...ALICE });
+    expect((await finish(second)).status).toBe(200);
+    const from = `sip:${ALICE.user}@${caller.host}`;
+    const stolen = second.request.split('\r\n').find((l) => l.startsWith('Proxy-Authorization:'))!.slice('Proxy-Authorization: '.length);
+    // the very same credentials in a new call (what a sniffer would replay)
+    const replay = caller.invite({ to, via: h.udp, from, headers: [['Proxy-Authorization', stolen]] });
+    const r = await replay.final();
+    expect(r.status).toBe(407);
+    expect(challengesOf(r).every((c) => c.stale)).toBe(true);
+    expect(atCallee(replay.callId)).toBeUndefined();
+    // a lower count than the highest seen is a replay too
+    const nc3 = caller.invite({ to, via: h.udp, from, headers: [['Proxy-Authorization', digestAnswer(challenge, { method: 'INVITE', uri: to, ...ALICE, nc: 3 })]] });
+    expect((await finish(nc3)).status).toBe(200);
+    const nc2 = caller.invite({ to, via: h.udp, from, headers: [['Proxy-Authorization', digestAnswer(challenge, { method: 'INVITE', uri: to, ...ALICE, nc: 2 })]] });
+    expect((await nc2.final()).status).toBe(407);
+    expect(atCallee(nc2.callId)).toBeUndefined();
+    expect(atCallee(nc3.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+  });
+
+  it('unknown user and wrong password are indistinguishable (same status, reason and headers)', async () => {
+    const answers: UaMessage[] = [];
+    for (const cred of [{ user: ALICE.user, password: 'wrong-one' }, { user: '4242424243', password: 'wrong-one' }, { user: 'nobody-at-all', password: 'x' }]) {
+      const { second } = await digestInvite(await h.caller(), { to: h.ruri('15551230011'), via: h.udp, ...cred });
+      answers.push(await second.final());
+    }
+    // Headers naming the transaction (Via, From, To, Call-ID, CSeq) differ by construction; everything else must not.
+    const shape = (m: UaMessage): unknown => ({
+      status: m.status, reason: m.reason, body: m.body,
+      headers: m.headers.filter(([k]) => !/^(via|from|to|call-id|cseq)$/i.test(k)),
+      names: m.headers.map(([k]) => k.toLowerCase()),
+    });
+    expect(answers[0]!.status).toBe(403);
+    expect(shape(answers[1]!)).toEqual(shape(answers[0]!));
+    expect(shape(answers[2]!)).toEqual(shape(answers[0]!));
+  });
+
+  it('SQL injection in username, realm and uri finds nothing and breaks nothing', async () => {
+    const [[before]] = (await h.db.db.query('SELECT COUNT(*) AS n FROM cc_card')) as unknown as [[{ n: number }]];
+    const to = h.ruri('15551230012');
+    const evil = ["' OR '1'='1", "4242424242' -- ", "4242424242'; DROP TABLE cc_card; --", '" OR ""="', "x' UNION SELECT username, domain, 'pw', '4242424242', 1, 1 FROM subscriber -- ", '4242424242\\', '%'];
+    const statuses: number[] = [];
+    for (const [i, bad] of evil.entries()) {
+      const caller = await h.caller();
+      const from = `sip:${ALICE.user}@${caller.host}`;
+      const ch = challengesOf(await caller.invite({ to, via: h.udp, from }).final())[0]!;
+      const variants = [
+        digestAnswer(ch, { method: 'INVITE', uri: to, user: bad, password: bad }),
+        digestAnswer(ch, { method: 'INVITE', uri: to, ...ALICE, realm: bad }),
+        digestAnswer(ch, { method: 'INVITE', uri: `${to};x=${encodeURIComponent(bad)}`, ...ALICE }),
+      ];
+      // three failures per source at most: stay under this gateway's failure ban (4)
+      for (const pa of variants) {
+        const call = caller.invite({ to, via: h.udp, from, headers: [['Proxy-Authorization', pa]] });
+        const r = await call.final();
+        statuses.push(r.status);
+        expect(atCallee(call.callId), `variant with ${JSON.stringify(bad)} (#${i})`).toBeUndefined();
+      }
+    }
+    // username → 403 (no such subscriber), realm → 407 (credentials for someone else), uri → 400 (not the Request-URI)
+    expect(new Set(statuses)).toEqual(new Set([403, 407, 400]));
+    const [[after]] = (await h.db.db.query('SELECT COUNT(*) AS n FROM cc_card')) as unknown as [[{ n: number }]];
+    expect(Number(after.n)).toBe(Number(before.n));
+    const [subs] = await h.db.db.query('SELECT username FROM subscriber ORDER BY username');
+    expect((subs as Array<{ username: string }>).length).toBeGreaterThan(0);
+    // the gateway still serves the next call
+    const { second } = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
+    expect((await finish(second)).status).toBe(200);
+    expect(atCallee(second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+  });
 });
