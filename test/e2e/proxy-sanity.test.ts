@@ -78,6 +78,14 @@ describe('proxy script: sanity and policy answers', () => {
     expect([r4.status, r4.reason]).toEqual([400, 'Bad Max-Forwards']);
   });
 
+  it('416 for a non-SIP Request-URI, 420 for a Proxy-Require we do not support', async () => {
+    const tel = await send(wire('INVITE', 'tel:+442071234567'));
+    expect([tel.status, tel.reason]).toEqual([416, 'Unsupported URI Scheme']);
+    const req = await send(wire('INVITE', gw.ruri('100'), ['Proxy-Require: foo']));
+    expect([req.status, req.reason]).toEqual([420, 'Bad Extension']);
+    expect(req.header('unsupported')).toBe('foo');
+  });
+
   it('403 for a preloaded Route to somewhere else; a Route naming the gateway is consumed', async () => {
     const r = await send(wire('INVITE', gw.ruri('100'), ['Route: <sip:10.9.9.9;lr>']));
     expect([r.status, r.reason]).toEqual([403, 'Preload Route denied']);

@@ -95,6 +95,25 @@ describe('proxy: transactions', () => {
     expect(c.ua.requests('CANCEL')).toEqual([]);
   });
 
+  it('relays the callee\'s 2xx retransmissions until the caller ACKs', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer' }, t1Ms: 40 });
+    track(c.ua);
+    const gw = await startGateway({ targets: [c.target] });
+    track(gw.proxy);
+    const caller = track(await SipUa.start({ name: 'alice' }));
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    expect((await call.final()).status).toBe(200);
+    await sleep(200); // no ACK yet: the callee retransmits its 200 (40, 80 ms ...)
+    const oks = call.responses.filter((r) => r.status === 200);
+    expect(oks.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(oks.map((r) => r.toTag)).size).toBe(1);
+    call.ack();
+    await c.ua.waitRequest('ACK');
+    const after = call.responses.length;
+    await sleep(150);
+    expect(call.responses.length).toBe(after);
+  });
+
   it('absorbs a retransmitted INVITE: the callee sees one', async () => {
     const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 150 } });
     track(c.ua);
