@@ -305,14 +305,14 @@ export class SipTransport {
     if (proto === null) throw transportError(`unsupported Via transport ${via.transport}`);
     const rport = typeof via.rport === 'number' ? via.rport : undefined;
     if (proto === 'tcp') {
-      const host = via.received ?? via.host;
+      const host = stripBrackets(via.received ?? via.host);
       const existing = (connectionId !== undefined ? this.conns.get(connectionId) : undefined)
         ?? this.byKey.get(keyOf(host, rport ?? via.port ?? DEFAULT_PORT));
       if (existing && !existing.closed) return this.send(res, { proto, address: existing.address, port: existing.port, connectionId: existing.id });
       return this.send(res, { proto, address: host, port: via.port ?? DEFAULT_PORT });
     }
-    if (via.maddr !== undefined) return this.send(res, { proto, address: via.maddr, port: via.port ?? DEFAULT_PORT });
-    if (via.received !== undefined) return this.send(res, { proto, address: via.received, port: rport ?? via.port ?? DEFAULT_PORT });
+    if (via.maddr !== undefined) return this.send(res, { proto, address: stripBrackets(via.maddr), port: via.port ?? DEFAULT_PORT });
+    if (via.received !== undefined) return this.send(res, { proto, address: stripBrackets(via.received), port: rport ?? via.port ?? DEFAULT_PORT });
     return this.send(res, { proto, address: via.host, port: via.port ?? DEFAULT_PORT });
   }
 

@@ -87,6 +87,21 @@ describe('UDP transport', () => {
     expect(back.topVia?.rport).toBe(port);
   });
 
+  it('routes a response by maddr, then by received without rport (sent-by port)', async () => {
+    const { t } = await startTransport([{ proto: 'udp', host: '127.0.0.1', port: 0 }]);
+    const c = udpClient();
+    const port = await c.bind();
+    const base = parseOrThrow(invite('x')) as SipRequest;
+    base.replaceTopVia(`SIP/2.0/UDP unresolvable.invalid:${port};branch=z9hG4bKm;maddr=127.0.0.1`);
+    await t.sendResponse(createResponse(base, 404));
+    expect((parseOrThrow(await c.recv()) as SipResponse).status).toBe(404);
+    base.replaceTopVia(`SIP/2.0/UDP unresolvable.invalid:${port};branch=z9hG4bKm;received=127.0.0.1`);
+    await t.sendResponse(createResponse(base, 480));
+    expect((parseOrThrow(await c.recv()) as SipResponse).status).toBe(480);
+    base.replaceTopVia('SIP/2.0/UDP unresolvable.invalid;branch=z9hG4bKm');
+    await expect(t.sendResponse(createResponse(base, 500))).rejects.toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
+  });
+
   it('works over IPv6 with a bracketed sent-by', async () => {
     const { t, next } = await startTransport([{ proto: 'udp', host: '::1', port: 0 }]);
     const c = udpClient('udp6');
