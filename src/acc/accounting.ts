@@ -222,8 +222,10 @@ class AccountingImpl implements Accounting {
   private onFailed(ev: Extract<CallEvent, { type: 'failed' }>): void {
     const c = this.call(ev.facts, ev.auth, ev.at);
     const last = c.lastMissed;
-    const repeatsLast = last !== undefined && ev.target !== undefined && last.targetId === ev.target.id && last.status === ev.status
-      && (ev.attempt === undefined || ev.attempt === last.attempt);
+    // The proxy reports the last failed hop as attempt-failed and then the call as failed (its status may differ:
+    // a transport error answered upstream as 503): one missed row per attempt.
+    const repeatsLast = last !== undefined && ev.target !== undefined && last.targetId === ev.target.id
+      && (ev.attempt !== undefined ? ev.attempt === last.attempt : last.status === ev.status);
     if (!repeatsLast) {
       const attempt = ev.attempt ?? (ev.target ? c.attempts + 1 : Math.max(1, c.attempts));
       c.attempts = Math.max(c.attempts, attempt);

@@ -70,8 +70,14 @@ function accRow(r: AccRecord): Array<string | number> {
 export const accTable = defineTable<AccRecord>({ table: 'gw_acc', columns: ACC_COLUMNS, keyColumns: ['rec_key'], toRow: accRow });
 export const missedTable = defineTable<AccRecord>({ table: 'gw_missed_calls', columns: ACC_COLUMNS, keyColumns: ['rec_key'], toRow: accRow });
 
+/**
+ * gw_cdr is last-write-wins on rec_key (Call-ID, caller tag, start time): a call reported failed and then answered
+ * after all (a 2xx crossing our 487/408 upstream), or reaped and then ended for real, ends with its true CDR.
+ * The journal replays in order, so a replay converges on the same last row.
+ */
 export const cdrTable = defineTable<CdrRecord>({
   table: 'gw_cdr',
+  onDuplicate: 'update',
   columns: ['rec_key', 'callid', 'callref', 'from_tag', 'to_tag', 'created', 'answered', 'ended', 'setup_ms', 'duration_sec', 'duration_ms',
     'end_reason', 'sip_code', 'accountcode', 'card_id', 'src_user', 'src_domain', 'dst_user', 'dst_domain', 'src_ip', 'auth_method',
     'destination', 'max_duration_sec'],

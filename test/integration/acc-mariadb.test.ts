@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { CallEvent } from '../../src/proxy/hooks.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
-import { T0, alice, answeredCall, box1, box2, facts } from '../unit/acc/events.js';
+import { T0, alice, answeredCall, box1, box2, dialog, facts } from '../unit/acc/events.js';
 
 let t: TestDb;
 let gw: Db;
@@ -81,6 +81,24 @@ describe('accounting into MariaDB', () => {
     ]);
     expect(accRows[0]!.time).toBe('2026-11-22 08:00:02.350');
     expect(await metrics.text()).toMatch(/a2b_db_write_rows_total\{writer="cdr"\} 4/);
+  });
+
+  it('a 2xx crossing the CANCEL leaves one gw_cdr row, the answered one', async () => {
+    const acc = await openAccounting({ config: config(join(dir, 'c')), db: gw, log: silentLogger() });
+    const f = facts({ callId: 'crossed-1' });
+    const evs: CallEvent[] = [
+      { type: 'start', facts: f, auth: alice, at: T0 },
+      { type: 'failed', facts: f, auth: alice, target: box1, status: 487, reason: 'Request Terminated', at: T0 + 3001, cancelled: true, attempt: 1 },
+    ];
+    evs.forEach((e) => acc.onCallEvent(e));
+    await acc.writers.cdr.flush(); // the cancelled CDR is in the table first
+    const [first] = await q<{ end_reason: string }>("SELECT end_reason FROM gw_cdr WHERE callid = 'crossed-1'");
+    expect(first!.end_reason).toBe('cancelled');
+    acc.onCallEvent({ type: 'answered', facts: f, auth: alice, target: box1, status: 200, reason: 'OK', at: T0 + 3002, dialog: dialog(f, box1, T0, T0 + 3002) });
+    acc.onCallEvent({ type: 'ended', callId: f.callId, fromTag: f.fromTag, toTag: 'as5e1b2c', reason: 'bye-callee', at: T0 + 3002 + 12_345 });
+    await acc.close();
+    const rows = await q<Record<string, unknown>>("SELECT end_reason, duration_sec, sip_code, answered FROM gw_cdr WHERE callid = 'crossed-1'");
+    expect(rows).toEqual([{ end_reason: 'bye-callee', duration_sec: 12, sip_code: 200, answered: '2026-11-22 08:00:03.002' }]);
   });
 
   it('calls accounted while MySQL is unreachable survive a restart of the gateway and land once', async () => {

@@ -137,6 +137,33 @@ describe('accounting of calls that fail', () => {
     }
   });
 
+  it('a 2xx that crosses the CANCEL: the call ends with an answered CDR under the same key, replacing the cancelled one', () => {
+    const { a, out } = setup();
+    const f = facts();
+    feed(a, [
+      { type: 'start', facts: f, auth: alice, at: T0 },
+      { type: 'transaction', facts: facts({ method: 'CANCEL' }), status: 200, reason: 'OK', at: T0 + 3000 },
+      { type: 'failed', facts: f, auth: alice, target: box1, status: 487, reason: 'Request Terminated', at: T0 + 3001, cancelled: true, attempt: 1 },
+      { type: 'answered', facts: f, auth: alice, target: box1, status: 200, reason: 'OK', at: T0 + 3002, dialog: dialog(f, box1, T0, T0 + 3002) },
+      { type: 'ended', callId: f.callId, fromTag: f.fromTag, toTag: 'as5e1b2c', reason: 'bye-caller', at: T0 + 3002 + 4000 },
+    ]);
+    expect(out.cdr.map((r) => [r.endReason, r.durationSec])).toEqual([['cancelled', 0], ['bye-caller', 4]]);
+    expect(out.cdr[1]!.key).toBe(out.cdr[0]!.key);
+    expect(cdrTable.onDuplicate).toBe('update');
+  });
+
+  it('the proxy style: attempt-failed for the last hop, then failed with another status for the same attempt: one row', () => {
+    const { a, out } = setup();
+    const f = facts();
+    feed(a, [
+      { type: 'start', facts: f, auth: alice, at: T0 },
+      { type: 'attempt-failed', facts: f, auth: alice, target: box1, status: 408, reason: 'Request Timeout', at: T0 + 4000, attempt: 1 },
+      { type: 'failed', facts: f, auth: alice, target: box1, status: 503, reason: 'Service Unavailable', at: T0 + 4000, cancelled: false, attempt: 1 },
+    ]);
+    expect(out.missed.map((r) => [r.attempt, r.sipCode])).toEqual([[1, 408]]);
+    expect(out.cdr[0]).toMatchObject({ endReason: 'failed', sipCode: 503 });
+  });
+
   it('a call refused before any box (no destination): missed row without destination, CDR failed', () => {
     const { a, out } = setup();
     const f = facts();
