@@ -208,7 +208,11 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   reply(inb: Inbound, status: number, reason?: string, headers?: HeaderList): void {
     if (!inb.st) return;
     const res = createResponse(inb.req, status, { reason: reason ?? REASONS[status], headers: this.serverHdr(headers) });
-    if (status >= 200) this.log.info({ callId: inb.facts.callId, method: inb.req.method, status, reason: res.reason }, 'request answered locally');
+    if (status >= 200) {
+      // calls are worth an info line; a flood of 405s to OPTIONS scanners is not
+      const level = inb.req.method === 'INVITE' ? 'info' : 'debug';
+      this.log[level]({ callId: inb.facts.callId, method: inb.req.method, status, reason: res.reason }, 'request answered locally');
+    }
     this.respond(inb.st, res, 'local');
   }
 
