@@ -4,7 +4,7 @@
 // touch another: 127.0.0.2 = bob's IP peer, 127.0.10.x = the trusted range (bob), 127.0.60.x = untrusted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEED } from '../../src/devdb/seed.js';
-import { challengesOf, digestAnswer, digestInvite, finish, parseChallenge, sleep, startTestGateway, type Challenge, type TestGateway } from '../helpers/gateway.js';
+import { challengesOf, digestAnswer, digestInvite, finish, sleep, startTestGateway, type Challenge, type TestGateway } from '../helpers/gateway.js';
 import type { UaMessage } from '../helpers/sip-ua.js';
 
 const ALICE = { user: SEED.cards.alice.sip.name, password: SEED.cards.alice.sip.secret, accountcode: SEED.cards.alice.username };
@@ -204,4 +204,96 @@ describe('issue 4: authentication through the whole gateway', () => {
     expect((await finish(second)).status).toBe(200);
     expect(atCallee(second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
   });
+
+  it('flood ban (pike): over 30 requests in 2 s the source is dropped, others are still served, the ban expires', async () => {
+    const flooder = await h.caller();
+    const ping = h.ruri('ping');
+    const txs = Array.from({ length: 36 }, () => flooder.request('OPTIONS', { to: ping, via: h.udp }));
+    await sleep(400);
+    expect(txs.filter((t) => t.responses.some((r) => r.status === 200)).length).toBe(30);
+    // banned: even a well-formed INVITE gets no answer at all (banAnswer 'drop')
+    const during = flooder.invite({ to: h.ruri('15551230013'), via: h.udp });
+    const other = await h.caller();
+    expect((await other.request('OPTIONS', { to: ping, via: h.udp }).final()).status).toBe(200);
+    await sleep(400);
+    expect(during.responses).toEqual([]);
+    expect(h.gw.auth.listBans().map((b) => b.source)).toContain(flooder.host);
+    await sleep(2000); // banSec 2
+    expect((await flooder.request('OPTIONS', { to: ping, via: h.udp }).final()).status).toBe(200);
+    expect((await flooder.invite({ to: h.ruri('15551230014'), via: h.udp }).final()).status).toBe(407);
+  });
+
+  it('failure ban: the 4th failed authentication bans the source (silence, even with the right password) until the ban expires', async () => {
+    const caller = await h.caller();
+    const to = h.ruri('15551230015');
+    for (let i = 0; i < 4; i++) {
+      const { second } = await digestInvite(caller, { to, via: h.udp, user: ALICE.user, password: `guess-${i}` });
+      expect((await second.final()).status).toBe(403);
+    }
+    const banned = caller.invite({ to, via: h.udp, from: `sip:${ALICE.user}@${caller.host}` });
+    await sleep(500);
+    expect(banned.responses).toEqual([]);
+    expect(h.gw.auth.listBans()).toContainEqual(expect.objectContaining({ source: caller.host, reason: 'auth' }));
+    await sleep(1700); // banSec 2
+    const { second } = await digestInvite(caller, { to, via: h.udp, ...ALICE });
+    expect((await finish(second)).status).toBe(200);
+    const metrics = await h.gw.metrics.text();
+    expect(metrics).toMatch(/^a2b_bans_total\{reason="pike"\} [1-9]/m);
+    expect(metrics).toMatch(/^a2b_bans_total\{reason="auth-failures"\} [1-9]/m);
+  });
+
+  it('MySQL unreachable: known (cached) callers still pass, unknown callers still fail; all is well once it is back', async () => {
+    const to = h.ruri('15551230016');
+    // alice authenticated before (credentialCacheSec 0: her entry is expired, so every lookup asks MySQL)
+    const root = h.db.db;
+    const user = `'${h.db.gwUser}'@'%'`;
+    await root.query(`ALTER USER ${user} ACCOUNT LOCK`);
+    try {
+      const [procs] = await root.query('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [h.db.gwUser]);
+      for (const p of procs as Array<{ id: number }>) await root.query('KILL ?', [p.id]).catch(() => undefined);
+      // the gateway really cannot reach the database now
+      await expect(h.gw.db.query('SELECT 1')).rejects.toThrow();
+
+      const { second } = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
+      expect((await finish(second)).status).toBe(200);
+      expect(atCallee(second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+      const bob = (await h.caller({ host: '127.0.0.2' })).invite({ to, via: h.udp });
+      expect((await finish(bob)).status).toBe(200);
+      // erin is a valid subscriber, but the gateway has never seen her: it cannot verify her now
+      const erin = { user: SEED.cards.erin.sip.name, password: SEED.cards.erin.sip.secret };
+      const e = await digestInvite(await h.caller(), { to, via: h.udp, ...erin });
+      const r = await e.second.final();
+      expect(r.status).toBe(503);
+      expect(r.header('retry-after')).toMatch(/^\d+$/);
+      expect(atCallee(e.second.callId)).toBeUndefined();
+      const stranger = await digestInvite(await h.caller(), { to, via: h.udp, user: 'never-seen-user', password: 'pw' });
+      expect((await stranger.second.final()).status).toBe(503);
+      expect(atCallee(stranger.second.callId)).toBeUndefined();
+    } finally {
+      await root.query(`ALTER USER ${user} ACCOUNT UNLOCK`);
+    }
+    await sleep(1100); // the credential cache fails fast for 1 s after a database error
+    const erin = { user: SEED.cards.erin.sip.name, password: SEED.cards.erin.sip.secret };
+    const back = await digestInvite(await h.caller(), { to, via: h.udp, ...erin });
+    expect((await finish(back.second)).status).toBe(200);
+    expect(atCallee(back.second.callId)!.headerLines('p-accountcode')).toEqual([SEED.cards.erin.username]);
+  });
+
+  it('a stale nonce (past auth.nonceTtlSec) is re-challenged with stale=true, and the fresh one is accepted', async () => {
+    const wait = early.at + NONCE_TTL_SEC * 1000 + 200 - Date.now();
+    if (wait > 0) await sleep(wait);
+    const caller = await h.caller();
+    const to = h.ruri('15551230017');
+    const from = `sip:${ALICE.user}@${caller.host}`;
+    const old = caller.invite({ to, via: h.udp, from, headers: [['Proxy-Authorization', digestAnswer(early.ch, { method: 'INVITE', uri: to, ...ALICE })]] });
+    const r = await old.final();
+    expect(r.status).toBe(407);
+    const fresh = challengesOf(r);
+    expect(fresh.map((c) => [c.algorithm, c.stale])).toEqual([['SHA-256', true], ['MD5', true]]);
+    expect(atCallee(old.callId)).toBeUndefined();
+    const again = caller.invite({ to, via: h.udp, from, callId: old.callId, headers: [['Proxy-Authorization', digestAnswer(fresh[0]!, { method: 'INVITE', uri: to, ...ALICE })]] });
+    expect((await finish(again)).status).toBe(200);
+    expect(atCallee(again.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+  });
 });
+
