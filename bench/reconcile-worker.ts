@@ -18,7 +18,7 @@ const r = await runReconcile({
   onProgress: (p) => {
     if (p.elapsedMs - lastLog < 5000) return;
     lastLog = p.elapsedMs;
-    process.stderr.write(`  ${(p.elapsedMs / 1000).toFixed(0)} s: ${p.read.gw + p.read.ami + p.read.cc}/${p.total.gw + p.total.ami + p.total.cc} rows, rss ${(process.memoryUsage.rss() / 1048576).toFixed(0)} MB\n`);
+    process.stderr.write(`  ${(p.elapsedMs / 1000).toFixed(0)} s: ${(100 * p.fraction).toFixed(0)}%, ${p.read.gw + p.read.ami + p.read.cc} rows, rss ${(process.memoryUsage.rss() / 1048576).toFixed(0)} MB\n`);
   },
 });
 const wallMs = performance.now() - t0;

@@ -122,10 +122,8 @@ export function formatSummary(r: ReconcileResult): string {
 }
 
 function progressLine(p: ReconcileProgress): string {
-  const done = p.read.gw + p.read.ami + p.read.cc;
-  const all = p.total.gw + p.total.ami + p.total.cc;
-  const pct = all ? Math.min(100, (100 * done) / all).toFixed(0) : '100';
-  return `  ${pct}% ${done}/${all} rows, ${p.calls} keys, ${(p.elapsedMs / 1000).toFixed(1)} s`;
+  const rows = p.read.gw + p.read.ami + p.read.cc;
+  return `  ${(100 * p.fraction).toFixed(0)}%: ${rows} rows, ${p.calls} calls, ${(p.elapsedMs / 1000).toFixed(1)} s`;
 }
 
 export async function runReconcileCli(argv: string[], io: ReconcileCliIo = {}): Promise<number> {

@@ -7,11 +7,11 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { buildGapBook } from './gaps.js';
 import { createMatcher } from './matcher.js';
-import { mergeByKey } from './merge.js';
+import { keyFraction, mergeByKey } from './merge.js';
 import { openReportWriter, type ReportFiles, type ReportWriter } from './output.js';
 import { buildRateBook } from './rating.js';
 import { renderReportHtml } from './report-html.js';
-import { countSources, loadReference, openSources, type Sources } from './source.js';
+import { loadReference, openSources, type Sources } from './source.js';
 import { beginRun, type RunStore } from './store.js';
 import { createSummary, type RunSummary } from './summary.js';
 import { buildCardBook, DISCREPANCY_CLASSES, type CallResult } from './types.js';
@@ -19,8 +19,10 @@ import { billingWindow, toSqlUtc } from './window.js';
 
 export interface ReconcileProgress {
   read: { gw: number; ami: number; cc: number };
-  total: { gw: number; ami: number; cc: number };
+  /** Merge keys done so far (about the number of calls). */
   calls: number;
+  /** 0..1, from the position of the merge key (call references are uniformly spread). */
+  fraction: number;
   elapsedMs: number;
 }
 
@@ -34,6 +36,8 @@ export interface ReconcileOptions {
   outputDir: string | null;
   /** Rows this far outside the window are read too, to join the legs of calls at the day's edges. Default 900. */
   marginSec?: number;
+  /** Server sort buffer per source stream (session sort_buffer_size), MB. Default 64. */
+  sortBufferMb?: number;
   /** AMI boxes from configuration: names that should have been connected, and their hosts. */
   boxes?: ReadonlyArray<{ name: string; host: string }>;
   log?: Logger;
@@ -76,7 +80,6 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
     const known = new Set<string>((o.boxes ?? []).map((b) => b.name));
     for (const s of ref.sessions) known.add(s.box);
     const gaps = buildGapBook(ref.sessions, w.startMs - marginMs, w.endMs + marginMs, known);
-    const total = await countSources(o.db, readFrom, readTo);
 
     store = await beginRun(o.db, w, toSqlUtc(t0));
     report = o.outputDir ? openReportWriter(o.outputDir, w.day, w.timezone) : undefined;
@@ -97,11 +100,11 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
       await report?.add(items);
     };
 
-    sources = await openSources(o.db, readFrom, readTo);
+    sources = await openSources(o.db, readFrom, readTo, o.sortBufferMb);
     const counts = await mergeByKey(sources, (key, gw, ami, cc) => {
       matcher.group(key, gw, ami, cc);
       return batch.length >= 1000 ? flush() : undefined;
-    }, (c) => o.onProgress?.({ read: { gw: c.gw, ami: c.ami, cc: c.cc }, total, calls: c.groups, elapsedMs: now() - t0 }));
+    }, (c, key) => o.onProgress?.({ read: { gw: c.gw, ami: c.ami, cc: c.cc }, calls: c.groups, fraction: keyFraction(key), elapsedMs: now() - t0 }));
     await sources.close();
     sources = undefined;
     matcher.finish();
@@ -111,7 +114,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
       sources: { gwCdr: counts.gw, amiCdr: counts.ami, ccCall: counts.cc },
       outOfWindow: matcher.stats.outOfWindow, durationMs: now() - t0, gaps: gaps.gaps,
     });
-    o.onProgress?.({ read: { gw: counts.gw, ami: counts.ami, cc: counts.cc }, total, calls: result.calls, elapsedMs: now() - t0 });
+    o.onProgress?.({ read: { gw: counts.gw, ami: counts.ami, cc: counts.cc }, calls: result.calls, fraction: 1, elapsedMs: now() - t0 });
     const stored = { ...result, accounts: result.accounts.slice(0, 500) };
     await store.commit(toSqlUtc(now()), result.calls, JSON.stringify(stored));
     const runId = store.runId;

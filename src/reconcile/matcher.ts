@@ -16,7 +16,6 @@ import { callRef } from '../callref.js';
 import type { GapBook } from './gaps.js';
 import { round5, type RateBook } from './rating.js';
 import { uidKey, type AmiCdrRow, type CallClass, type CallResult, type CardBook, type CcCallRow, type GwCdrRow } from './types.js';
-import { parseSqlUtc } from './window.js';
 
 export interface MatcherContext {
   /** UTC 'YYYY-MM-DD HH:MM:SS' bounds of the billing day, [start, end). */
@@ -127,8 +126,36 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
     if (pending.size > stats.pendingPeak) stats.pendingPeak = pending.size;
   };
 
+  /** The common case without allocations: one row per source that agree (answered and billed, or neither). */
+  const fastMatched = (g: CallGroup): boolean => {
+    if (g.gw.length !== 1 || g.ami.length !== 1 || g.cc.length !== 1) return false;
+    const r = g.gw[0]!;
+    const a = g.ami[0]!;
+    const c = g.cc[0]!;
+    const billed = c.terminatecauseid === 1 && (c.sessiontime ?? 0) > 0;
+    if (!r.ans) return !billed && !((c.sessionbill ?? 0) > 0);
+    if (!billed || a.disposition !== 'ANSWERED') return false;
+    if (Math.abs(r.durationSec - (c.sessiontime ?? 0)) > ctx.toleranceSec) return false;
+    return ctx.cards.byId(c.cardId)?.username === r.accountcode;
+  };
+
   const classify = (g: CallGroup): void => {
     const { gw, ami, cc } = g;
+    if (fastMatched(g)) {
+      const r = gw[0]!;
+      if (r.created < ctx.windowStart || r.created >= ctx.windowEnd) {
+        stats.outOfWindow++;
+        return;
+      }
+      const c = cc[0]!;
+      emit({
+        cls: 'matched', start: r.created, callid: r.callid, callref: g.key, box: ami[0]!.box, uniqueid: c.baseUid, ccCallId: c.id,
+        accountGw: r.accountcode, accountBilled: r.accountcode, cardId: c.cardId, gwDuration: r.ans ? r.durationSec : 0,
+        amiDuration: ami[0]!.disposition === 'ANSWERED' ? ami[0]!.billsec : 0, billedDuration: c.terminatecauseid === 1 ? c.sessiontime ?? 0 : 0,
+        amount: 0, detail: '', account: r.accountcode,
+      });
+      return;
+    }
     let start: string | null = null;
     if (gw.length) for (const r of gw) start = minStr(start, r.created);
     else {
@@ -145,7 +172,7 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
   const classifyCall = (g: CallGroup, start: string): CallResult => {
     const { gw, ami, cc } = g;
     const tol = ctx.toleranceSec;
-    const gwAnsweredRows = gw.filter((r) => r.answered !== null);
+    const gwAnsweredRows = gw.filter((r) => r.ans);
     const gwRow = gwAnsweredRows[0] ?? gw[0];
     const gwAnswered = gwAnsweredRows.length > 0;
     const gwDur = gw.length ? sum(gwAnsweredRows.map((r) => r.durationSec)) : null;
@@ -229,7 +256,7 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
     }
 
     if (!ami.length) {
-      const t = parseSqlUtc(gwRow!.ended ?? gwRow!.answered ?? gwRow!.created);
+      const t = gwRow!.endMs;
       const where = gwBox ?? '(box unknown: any box)';
       if (ctx.gaps.inGap(gwBox, t)) return result('ami_missing_gap', 0, `no AMI Cdr; AMI to ${where} was disconnected when the call ended`);
       return result('ami_missing', 0, `no AMI Cdr although AMI to ${where} was connected; billing agrees with the gateway`);

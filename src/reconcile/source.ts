@@ -34,6 +34,12 @@ function cursorOver<T>(conn: DbConn, stream: Readable): StreamCursor<T> {
   });
   let closed = false;
   return {
+    nextSync() {
+      if (failure) throw new GwError('GW_ERR_DB_QUERY', failure.message, { cause: failure });
+      const row = stream.read() as T | null;
+      if (row !== null) return row;
+      return ended || stream.readableEnded ? undefined : null;
+    },
     async next() {
       for (;;) {
         if (failure) throw new GwError('GW_ERR_DB_QUERY', failure.message, { cause: failure });
@@ -56,16 +62,17 @@ function cursorOver<T>(conn: DbConn, stream: Readable): StreamCursor<T> {
   };
 }
 
-export async function openStream<T>(db: Db, sql: string, params: unknown[], highWaterMark = 2000): Promise<StreamCursor<T>> {
+export async function openStream<T>(db: Db, sql: string, params: unknown[], opts: { highWaterMark?: number; sortBufferBytes?: number } = {}): Promise<StreamCursor<T>> {
   const conn = await db.getConnection();
   try {
     await conn.query(Q.SET_UTC);
+    if (opts.sortBufferBytes) await conn.query(Q.SET_SORT, [opts.sortBufferBytes]);
   } catch (e) {
     conn.release();
     throw e;
   }
   const cb = conn.connection as unknown as CallbackConnection;
-  const stream = cb.query(sql, params).stream({ highWaterMark });
+  const stream = cb.query(sql, params).stream({ highWaterMark: opts.highWaterMark ?? 2000 });
   return cursorOver<T>(conn, stream);
 }
 
@@ -77,14 +84,15 @@ export interface Sources {
 }
 
 /** Streams of the three sources over [from, to) UTC (the billing window plus its margins). */
-export async function openSources(db: Db, from: string, to: string): Promise<Sources> {
+export async function openSources(db: Db, from: string, to: string, sortBufferMb = 64): Promise<Sources> {
   const opened: StreamCursor<unknown>[] = [];
+  const o = { sortBufferBytes: sortBufferMb * 1048576 };
   try {
-    const gw = await openStream<GwCdrRow>(db, Q.GW_CDR_STREAM, [from, to]);
+    const gw = await openStream<GwCdrRow>(db, Q.GW_CDR_STREAM, [from, to], o);
     opened.push(gw);
-    const ami = await openStream<AmiCdrRow>(db, Q.AMI_CDR_STREAM, [from, to]);
+    const ami = await openStream<AmiCdrRow>(db, Q.AMI_CDR_STREAM, [from, to], o);
     opened.push(ami);
-    const cc = await openStream<CcCallRow>(db, Q.CC_CALL_STREAM, [from, to]);
+    const cc = await openStream<CcCallRow>(db, Q.CC_CALL_STREAM, [from, to], o);
     opened.push(cc);
     return { gw, ami, cc, close: async () => { await Promise.all(opened.map((c) => c.close())); } };
   } catch (e) {
@@ -101,13 +109,6 @@ async function withUtc<T>(db: Db, fn: (c: DbConn) => Promise<T>): Promise<T> {
   } finally {
     conn.release();
   }
-}
-
-export async function countSources(db: Db, from: string, to: string): Promise<{ gw: number; ami: number; cc: number }> {
-  return withUtc(db, async (c) => {
-    const n = async (sql: string): Promise<number> => Number(((await c.query(sql, [from, to]))[0] as Array<{ n: number }>)[0]?.n ?? 0);
-    return { gw: await n(Q.GW_CDR_COUNT), ami: await n(Q.AMI_CDR_COUNT), cc: await n(Q.CC_CALL_COUNT) };
-  });
 }
 
 export interface Reference {

@@ -48,6 +48,12 @@ export interface SummaryBuilder {
   build(extra: { sources: RunSummary['sources']; outOfWindow: number; durationMs: number; gaps: ReadonlyMap<string, readonly Interval[]>; topAccounts?: number }): RunSummary;
 }
 
+const d2 = (s: string, i: number): number => (s.charCodeAt(i) - 48) * 10 + s.charCodeAt(i + 1) - 48;
+/** 'YYYY-MM-DD HH:MM:SS...' UTC → epoch ms (seconds resolution), without allocating. */
+export function utcMs(s: string): number {
+  return Date.UTC(d2(s, 0) * 100 + d2(s, 2), d2(s, 5) - 1, d2(s, 8), d2(s, 11), d2(s, 14), d2(s, 17));
+}
+
 export function createSummary(w: BillingWindow, toleranceSec: number, samplePerClass = 50): SummaryBuilder {
   const hours = Math.max(1, Math.ceil((w.endMs - w.startMs) / 3600_000));
   const classes = Object.fromEntries(CALL_CLASSES.map((c) => [c, { count: 0, amount: 0 }])) as Record<CallClass, ClassTotals>;
@@ -63,7 +69,7 @@ export function createSummary(w: BillingWindow, toleranceSec: number, samplePerC
       const t = classes[r.cls];
       t.count++;
       t.amount += r.amount;
-      const ms = Date.parse(`${r.start.replace(' ', 'T')}Z`);
+      const ms = utcMs(r.start);
       const h = Math.min(hours - 1, Math.max(0, Math.floor((ms - w.startMs) / 3600_000)));
       hourly[r.cls][h]! += 1;
       if (r.cls === 'matched') return;

@@ -34,8 +34,10 @@ export interface GwCdrRow {
   accountcode: string;
   /** UTC 'YYYY-MM-DD HH:MM:SS.fff': when the INVITE arrived. */
   created: string;
-  answered: string | null;
-  ended: string | null;
+  /** 1 when the call was answered. */
+  ans: number;
+  /** Epoch ms when the call ended (else answered, else created). */
+  endMs: number;
   durationSec: number;
   sipCode: number;
   endReason: string;
@@ -47,10 +49,8 @@ export interface AmiCdrRow {
   k: string;
   box: string;
   uniqueid: string;
-  sequence: number;
   accountcode: string;
   start: string | null;
-  end: string | null;
   billsec: number;
   disposition: string;
   /** sip_callid, else userfield (the dialplan writes the SIP Call-ID there). */
@@ -63,7 +63,6 @@ export interface CcCallRow {
   /** uniqueid with the retry offsets (+1000000000 per retry) removed. */
   baseUid: string;
   id: number;
-  uniqueid: string;
   cardId: number;
   start: string;
   sessiontime: number | null;

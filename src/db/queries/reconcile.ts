@@ -8,6 +8,12 @@
 // like the gateway's DATETIME columns.
 
 export const SET_UTC = "SET time_zone = '+00:00'";
+/**
+ * For the three sorted streams: let the server sort whole rows (not row ids that it would then fetch one by one in
+ * key order: random reads, three times slower) and give the sort more memory (fewer merge passes). Session-only;
+ * needs no privilege. Param: sort buffer bytes.
+ */
+export const SET_SORT = 'SET SESSION max_length_for_sort_data = 16384, sort_buffer_size = ?';
 
 /** A2Billing's uniqueid with the +1000000000-per-retry offsets removed (mirrors baseUniqueid() in types.ts). */
 const BASE_UID = `IF(c.uniqueid REGEXP '^[0-9]{9,11}[.][0-9]+$',
@@ -19,7 +25,8 @@ const BASE_UID = `IF(c.uniqueid REGEXP '^[0-9]{9,11}[.][0-9]+$',
 /** [from, to) UTC. */
 export const GW_CDR_STREAM = `SELECT
   CONVERT(IF(g.callref REGEXP '^[0-9a-f]{20}$', g.callref, LEFT(SHA2(g.callid, 256), 20)) USING ascii) COLLATE ascii_bin AS k,
-  g.callid, g.accountcode, g.created, g.answered, g.ended, g.duration_sec AS durationSec, g.sip_code AS sipCode,
+  g.callid, g.accountcode, g.created, g.answered IS NOT NULL AS ans,
+  CAST(UNIX_TIMESTAMP(COALESCE(g.ended, g.answered, g.created)) * 1000 AS SIGNED) AS endMs, g.duration_sec AS durationSec, g.sip_code AS sipCode,
   g.end_reason AS endReason, g.dst_user AS dstUser, g.destination
 FROM gw_cdr g
 WHERE g.created >= ? AND g.created < ?
@@ -30,7 +37,7 @@ export const AMI_CDR_STREAM = `SELECT
   CONVERT(IF(COALESCE(NULLIF(a.sip_callid, ''), NULLIF(a.userfield, '')) IS NULL,
     CONCAT('u', HEX(a.uniqueid)),
     LEFT(SHA2(COALESCE(NULLIF(a.sip_callid, ''), a.userfield), 256), 20)) USING ascii) COLLATE ascii_bin AS k,
-  a.box, a.uniqueid, a.sequence, a.accountcode, a.start_time AS \`start\`, a.end_time AS \`end\`, a.billsec, a.disposition,
+  a.box, a.uniqueid, a.accountcode, a.start_time AS \`start\`, a.billsec, a.disposition,
   COALESCE(NULLIF(a.sip_callid, ''), a.userfield) AS callid, a.dst
 FROM gw_ami_cdr a
 WHERE a.start_time >= ? AND a.start_time < ?
@@ -40,15 +47,12 @@ ORDER BY k`;
 export const CC_CALL_STREAM = `SELECT
   CONVERT(IF(c.a2b_custom1 REGEXP '^[0-9a-fA-F]{20}$', LOWER(c.a2b_custom1), CONCAT('u', HEX(${BASE_UID}))) USING ascii) COLLATE ascii_bin AS k,
   ${BASE_UID} AS baseUid,
-  c.id, c.uniqueid, c.card_id AS cardId, c.starttime AS \`start\`, c.sessiontime, c.sessionbill,
+  c.id, c.card_id AS cardId, c.starttime AS \`start\`, c.sessiontime, c.sessionbill,
   c.terminatecauseid, c.calledstation
 FROM cc_call c
 WHERE c.starttime >= ? AND c.starttime < ?
 ORDER BY k`;
 
-export const GW_CDR_COUNT = 'SELECT COUNT(*) AS n FROM gw_cdr WHERE created >= ? AND created < ?';
-export const AMI_CDR_COUNT = 'SELECT COUNT(*) AS n FROM gw_ami_cdr WHERE start_time >= ? AND start_time < ?';
-export const CC_CALL_COUNT = 'SELECT COUNT(*) AS n FROM cc_call WHERE starttime >= ? AND starttime < ?';
 
 export const CARDS = 'SELECT id, username, tariff FROM cc_card';
 export const TARIFF_PLANS = 'SELECT idtariffgroup AS tariff, idtariffplan AS plan FROM cc_tariffgroup_plan ORDER BY idtariffgroup, idtariffplan';

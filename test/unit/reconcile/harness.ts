@@ -18,25 +18,26 @@ export const RATES: RateCard[] = [
   { plan: 1, prefix: '33', rate: 0.10, initblock: 60, billingblock: 60, connect: 0.05 },
 ];
 
-export function gw(callid: string, o: Partial<GwCdrRow> & { at?: string; dur?: number } = {}): GwCdrRow {
+export function gw(callid: string, o: Partial<GwCdrRow> & { at?: string; dur?: number; answered?: boolean } = {}): GwCdrRow {
   const created = o.at ?? '2026-11-21 10:00:00.000';
   const t = parseSqlUtc(created);
   const dur = o.dur ?? 60;
-  const answered = o.answered !== undefined ? o.answered : new Date(t + 2000).toISOString().replace('T', ' ').slice(0, 23);
+  const answered = o.answered ?? true;
+  const { answered: _a, at: _t, dur: _d, ...rest } = o;
   return {
-    k: callRef(callid), callid, accountcode: ALICE.username, created, answered,
-    ended: o.ended !== undefined ? o.ended : new Date(t + 2000 + dur * 1000).toISOString().replace('T', ' ').slice(0, 23),
+    k: callRef(callid), callid, accountcode: ALICE.username, created, ans: answered ? 1 : 0,
+    endMs: t + 2000 + (answered ? dur * 1000 : 0),
     durationSec: answered ? dur : 0, sipCode: answered ? 200 : 486, endReason: answered ? 'bye-caller' : 'failed',
-    dstUser: '442079460000', destination: 'sip:10.0.0.5:5060;transport=udp', ...o,
-  } as GwCdrRow;
+    dstUser: '442079460000', destination: 'sip:10.0.0.5:5060;transport=udp', ...rest,
+  };
 }
 
 export function ami(uniqueid: string, o: Partial<AmiCdrRow> & { at?: string } = {}): AmiCdrRow {
   const start = o.at ?? '2026-11-21 10:00:00';
   const callid = o.callid ?? '';
   return {
-    k: callid ? callRef(callid) : uidKey(uniqueid), box: 'box1', uniqueid, sequence: 1, accountcode: ALICE.username, start,
-    end: start, billsec: 60, disposition: 'ANSWERED', callid, dst: '442079460000', ...o,
+    k: callid ? callRef(callid) : uidKey(uniqueid), box: 'box1', uniqueid, accountcode: ALICE.username, start,
+    billsec: 60, disposition: 'ANSWERED', callid, dst: '442079460000', ...o,
   } as AmiCdrRow;
 }
 
@@ -45,7 +46,7 @@ export function cc(id: number, uniqueid: string, o: Partial<CcCallRow> & { custo
   const base = baseUniqueid(uniqueid, parseSqlUtc(start) / 1000);
   const custom1 = o.custom1 ?? '';
   return {
-    k: /^[0-9a-f]{20}$/.test(custom1) ? custom1 : uidKey(base), baseUid: base, id, uniqueid, cardId: ALICE.id, start,
+    k: /^[0-9a-f]{20}$/.test(custom1) ? custom1 : uidKey(base), baseUid: base, id, cardId: ALICE.id, start,
     sessiontime: 60, sessionbill: 0.03, terminatecauseid: 1, calledstation: '442079460000', ...o,
   } as CcCallRow;
 }

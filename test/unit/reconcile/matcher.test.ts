@@ -47,8 +47,8 @@ describe('matcher: one class per call', () => {
     const { results } = await reconcileRows({
       gw: [gw('call-seq', { dur: 30 })],
       ami: [
-        ami(u, { callid: 'call-seq', sequence: 1, disposition: 'NO ANSWER', billsec: 0 }),
-        ami(u, { callid: 'call-seq', sequence: 2, disposition: 'ANSWERED', billsec: 30 }),
+        ami(u, { callid: 'call-seq', disposition: 'NO ANSWER', billsec: 0 }),
+        ami(u, { callid: 'call-seq', disposition: 'ANSWERED', billsec: 30 }),
       ],
       cc: [cc(1, u, { custom1: callRef('call-seq'), sessiontime: 30, sessionbill: 0.015 })],
     });
@@ -134,7 +134,7 @@ describe('matcher: one class per call', () => {
   it('unanswered but billed: the gateway saw a failure, A2Billing charged', async () => {
     const u = uid(T, 23);
     const { results } = await reconcileRows({
-      gw: [gw('call-busy', { answered: null })],
+      gw: [gw('call-busy', { answered: false })],
       cc: [cc(1, u, { custom1: callRef('call-busy'), sessiontime: 30, sessionbill: 0.02 })],
     });
     expect(results[0]).toMatchObject({ cls: 'unanswered_billed', amount: 0.02 });
@@ -143,7 +143,7 @@ describe('matcher: one class per call', () => {
   it('an unanswered call with no bill is matched, with or without AMI and cc_call rows', async () => {
     const u = uid(T, 24);
     const { results } = await reconcileRows({
-      gw: [gw('call-fail-a', { answered: null }), gw('call-fail-b', { answered: null })],
+      gw: [gw('call-fail-a', { answered: false }), gw('call-fail-b', { answered: false })],
       cc: [cc(1, u, { custom1: callRef('call-fail-b'), terminatecauseid: 2, sessiontime: 0, sessionbill: 0 })],
     });
     expect(results.map((r) => r.cls)).toEqual(['matched', 'matched']);
