@@ -252,7 +252,7 @@ export class SipTransport {
       conn.closed = true;
       conn.framer.close();
       this.conns.delete(conn.id);
-      if (this.byKey.get(conn.key) === conn) this.byKey.delete(conn.key);
+      for (const [k, c] of this.byKey) if (c === conn) this.byKey.delete(k);
       this.opts.metrics?.sipTcpConnections?.dec();
     });
     this.conns.set(conn.id, conn);
@@ -270,8 +270,26 @@ export class SipTransport {
     }
     const msg = r.message;
     msg.source = source;
-    if (msg.isRequest()) stampVia(msg, source);
+    if (msg.isRequest()) {
+      if (source.connectionId !== undefined) this.aliasConnection(msg, source.connectionId);
+      stampVia(msg, source);
+    }
     this.safeHandle(msg, source);
+  }
+
+  /**
+   * RFC 5923: a request whose top Via carries `;alias` offers its connection for requests to its sent-by address, so
+   * requests to host:port (e.g. a PBX's listening port) reuse the connection it opened. Only IP sent-by values that
+   * match the connection's remote address are accepted (an alias must not steal traffic for someone else).
+   */
+  private aliasConnection(req: SipRequest, connectionId: number): void {
+    const v = req.tryTopVia();
+    if (v === null || !v.params.has('alias')) return;
+    const conn = this.conns.get(connectionId);
+    if (conn === undefined || normalizeAddress(v.host).toLowerCase() !== conn.address.toLowerCase()) return;
+    const key = keyOf(conn.address, v.port ?? DEFAULT_PORT);
+    const current = this.byKey.get(key);
+    if (current === undefined || current.closed) this.byKey.set(key, conn);
   }
 
   private safeHandle(m: SipMessage | SipParseError, source: MessageSource): void {

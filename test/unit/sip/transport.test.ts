@@ -164,6 +164,20 @@ describe('TCP transport', () => {
     expect(t.tcpConnectionCount).toBe(1);
   });
 
+  it('honours ;alias (RFC 5923): requests to the sent-by port reuse the connection the peer opened', async () => {
+    const { t, next } = await startTransport([{ proto: 'tcp', host: '127.0.0.1', port: 0 }]);
+    const sock = net.connect(t.listeners()[0]!.port, '127.0.0.1');
+    closers.push(() => { sock.destroy(); });
+    await new Promise((r) => sock.once('connect', r));
+    const wait = tcpCollector(sock);
+    // nothing listens on 127.0.0.1:1 — without the alias this send would fail
+    sock.write(invite('127.0.0.1:1', { proto: 'TCP' }).replace(';rport', ';alias'));
+    await next();
+    await t.send(Buffer.from(invite('gw', { proto: 'TCP', branch: 'z9hG4bKalias' })), { proto: 'tcp', address: '127.0.0.1', port: 1 });
+    expect(await wait((s) => s.includes('z9hG4bKalias'))).toContain('z9hG4bKalias');
+    expect(t.tcpConnectionCount).toBe(1);
+  });
+
   it('reuses its own outgoing connection and reports refused connections as rejections', async () => {
     const { t } = await startTransport([{ proto: 'tcp', host: '127.0.0.1', port: 0 }]);
     const accepted: net.Socket[] = [];
