@@ -306,6 +306,7 @@ export class SipTransport {
   async send(data: Buffer | SipMessage, dest: Destination): Promise<void> {
     const buf = Buffer.isBuffer(data) ? data : data.toBuffer();
     if (this.closing) throw transportError('transport closed');
+    if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) throw transportError(`bad destination port ${String(dest.port)}`);
     if (dest.proto === 'udp') return this.sendUdp(buf, dest);
     if (dest.proto === 'tcp') return this.sendTcp(buf, dest);
     throw transportError(`unsupported transport ${String(dest.proto)}`);

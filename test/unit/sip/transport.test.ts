@@ -100,6 +100,10 @@ describe('UDP transport', () => {
     expect((parseOrThrow(await c.recv()) as SipResponse).status).toBe(480);
     base.replaceTopVia('SIP/2.0/UDP unresolvable.invalid;branch=z9hG4bKm');
     await expect(t.sendResponse(createResponse(base, 500))).rejects.toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
+    for (const port of [0, 70000, 1.5]) {
+      await expect(t.send(Buffer.from('x'), { proto: 'udp', address: '127.0.0.1', port })).rejects.toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
+      await expect(t.send(Buffer.from('x'), { proto: 'tcp', address: '127.0.0.1', port })).rejects.toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
+    }
   });
 
   it('works over IPv6 with a bracketed sent-by', async () => {
