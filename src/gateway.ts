@@ -64,7 +64,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     await auth.start();
     cleanups.push(() => auth.stop());
 
-    const billing = new Billing({ billing: config.billing, dialog: config.dialog, db, log: log.child({ mod: 'billing' }) });
+    const billing = new Billing({ billing: config.billing, dialog: config.dialog, db, log: log.child({ mod: 'billing' }), metrics });
     cleanups.push(() => billing.close());
 
     const accounting = await openAccounting({ config, db, log: log.child({ mod: 'acc' }), metrics });

@@ -35,6 +35,32 @@ interface Call {
   hold?: NodeJS.Timeout;
   deadline: NodeJS.Timeout;
   bye?: Buffer;
+  setupMs?: number;
+  dialled: string;
+  auth: { user: string; password: string } | undefined;
+  /** Extra header lines (CRLF-terminated) for this call's INVITEs. */
+  extra: string;
+  holdMs: number;
+  finalStatus: number;
+  done?: (r: CallResult) => void;
+}
+
+export interface CallResult {
+  callId: string;
+  /** Final status of the INVITE (after a digest retry), 0 when none arrived. */
+  status: number;
+  outcome: 'completed' | 'failed';
+  reason: string;
+  setupMs: number | undefined;
+}
+
+export interface CallOptions {
+  dialled?: string;
+  /** Credentials for this call (undefined: the caller's own; null: none). */
+  auth?: { user: string; password: string } | null;
+  /** Extra header lines for the INVITE, e.g. ['P-Accountcode: 123']. */
+  headers?: string[];
+  holdMs?: number;
 }
 
 export interface StepResult {
@@ -80,14 +106,14 @@ export class Caller {
   get inFlight(): number { return this.calls.size; }
 
   private transport(): string { return this.o.proto === 'udp' ? 'UDP' : 'TCP'; }
-  private ruri(): string { return `sip:${this.o.dialled}@${this.o.target.host}:${this.o.target.port}${this.o.proto === 'tcp' ? ';transport=tcp' : ''}`; }
+  private ruri(dialled = this.o.dialled): string { return `sip:${dialled}@${this.o.target.host}:${this.o.target.port}${this.o.proto === 'tcp' ? ';transport=tcp' : ''}`; }
 
   private buildInvite(c: Call, authz?: string): Buffer {
     const sdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n';
     return Buffer.from(
-      `INVITE ${this.ruri()} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
-      `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: <sip:${this.o.dialled}@${this.o.target.host}>\r\n` +
-      `Call-ID: ${c.callId}\r\nCSeq: ${c.cseq} INVITE\r\nContact: <sip:${this.o.fromUser}@${this.self}${this.o.proto === 'tcp' ? ';transport=tcp' : ''}>\r\n` +
+      `INVITE ${this.ruri(c.dialled)} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
+      `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: <sip:${c.dialled}@${this.o.target.host}>\r\n` +
+      `Call-ID: ${c.callId}\r\nCSeq: ${c.cseq} INVITE\r\n${c.extra}Contact: <sip:${this.o.fromUser}@${this.self}${this.o.proto === 'tcp' ? ';transport=tcp' : ''}>\r\n` +
       (authz ? `Proxy-Authorization: ${authz}\r\n` : '') + 'User-Agent: a2b-bench\r\n' +
       `Content-Type: application/sdp\r\nContent-Length: ${sdp.length}\r\n\r\n${sdp}`, 'latin1');
   }
@@ -97,7 +123,7 @@ export class Caller {
     const routes = c.routeSet.length ? `Route: ${c.routeSet.join(', ')}\r\n` : '';
     return Buffer.from(
       `${method} ${c.remoteTarget} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${branch};rport\r\nMax-Forwards: 70\r\n${routes}` +
-      `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: <sip:${this.o.dialled}@${this.o.target.host}>;tag=${c.toTag}\r\n` +
+      `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: <sip:${c.dialled}@${this.o.target.host}>;tag=${c.toTag}\r\n` +
       `Call-ID: ${c.callId}\r\nCSeq: ${cseq} ${method}\r\nContent-Length: 0\r\n\r\n`, 'latin1');
   }
 
@@ -107,13 +133,24 @@ export class Caller {
     return { host: hp.host, port: hp.port };
   }
 
-  placeCall(): void {
+  /** One call with its own options; resolves when it is over (BYE answered, or failed). */
+  call(o: CallOptions = {}): Promise<CallResult> {
+    return new Promise((resolve) => this.placeCall(o, resolve));
+  }
+
+  placeCall(o: CallOptions = {}, done?: (r: CallResult) => void): void {
     const n = this.seq++;
     const c: Call = {
       callId: `${this.idPrefix}-${n.toString(36)}@bench`, fromTag: n.toString(36) + this.idPrefix, toTag: '', cseq: 1,
       branch: `z9hG4bK${this.idPrefix}i${n.toString(36)}`, state: 'inviting', invite: Buffer.alloc(0), inviteAt: performance.now(),
       provisional: false, routeSet: [], remoteTarget: '', authed: false,
       deadline: setTimeout(() => this.fail(c, 'timeout'), this.o.callTimeoutMs),
+      dialled: o.dialled ?? this.o.dialled,
+      auth: o.auth === null ? undefined : (o.auth ?? this.o.auth),
+      extra: (o.headers ?? []).map((l) => `${l}\r\n`).join(''),
+      holdMs: o.holdMs ?? this.o.holdMs,
+      finalStatus: 0,
+      done,
     };
     c.invite = this.buildInvite(c);
     this.calls.set(c.callId, c);
@@ -164,14 +201,15 @@ export class Caller {
   private onInviteResponse(c: Call, m: Lite, seq: number): void {
     if (seq !== c.cseq) return;
     if (m.status < 200) { c.provisional = true; return; }
-    if ((m.status === 407 || m.status === 401) && this.o.auth && !c.authed && c.state === 'inviting') {
+    c.finalStatus = m.status;
+    if ((m.status === 407 || m.status === 401) && c.auth && !c.authed && c.state === 'inviting') {
       // ACK the challenge (same branch, hop by hop), then retry with credentials.
       const ack = Buffer.from(
-        `ACK ${this.ruri()} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
+        `ACK ${this.ruri(c.dialled)} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
         `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: ${h(m, 'to')}\r\nCall-ID: ${c.callId}\r\nCSeq: ${c.cseq} ACK\r\nContent-Length: 0\r\n\r\n`, 'latin1');
       this.ep.send(ack, this.o.target);
       const ch = m.headers.get(m.status === 407 ? 'proxy-authenticate' : 'www-authenticate') ?? [];
-      const authz = answerChallenge(ch, 'INVITE', this.ruri(), this.o.auth.user, this.o.auth.password);
+      const authz = answerChallenge(ch, 'INVITE', this.ruri(c.dialled), c.auth.user, c.auth.password);
       if (!authz) return this.fail(c, 'no-usable-challenge');
       c.authed = true;
       c.cseq++;
@@ -186,7 +224,7 @@ export class Caller {
       if (c.state === 'inviting') {
         // ACK for a non-2xx final goes hop by hop with the INVITE's branch.
         const ack = Buffer.from(
-          `ACK ${this.ruri()} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
+          `ACK ${this.ruri(c.dialled)} SIP/2.0\r\nVia: SIP/2.0/${this.transport()} ${this.self};branch=${c.branch};rport\r\nMax-Forwards: 70\r\n` +
           `From: <sip:${this.o.fromUser}@${this.o.target.host}>;tag=${c.fromTag}\r\nTo: ${h(m, 'to')}\r\nCall-ID: ${c.callId}\r\nCSeq: ${c.cseq} ACK\r\nContent-Length: 0\r\n\r\n`, 'latin1');
         this.ep.send(ack, this.o.target);
         this.fail(c, `invite-${m.status}`);
@@ -195,13 +233,14 @@ export class Caller {
     }
     // 2xx: every retransmission gets an ACK; the first one sets up the dialog.
     if (c.state === 'inviting') {
-      this.lat.push(performance.now() - c.inviteAt);
+      c.setupMs = performance.now() - c.inviteAt;
+      this.lat.push(c.setupMs);
       c.toTag = tagOf(h(m, 'to'));
       c.routeSet = recordRoutes(m).reverse();
       c.remoteTarget = uriInside(h(m, 'contact'));
       c.state = 'up';
       clearTimeout(c.retrans);
-      c.hold = setTimeout(() => this.sendBye(c), this.o.holdMs);
+      c.hold = setTimeout(() => this.sendBye(c), c.holdMs);
     }
     if (c.state === 'up' || c.state === 'byeing') this.ep.send(this.inDialog(c, 'ACK', c.cseq), this.nextHop(c));
   }
@@ -227,12 +266,14 @@ export class Caller {
     if (c.state === 'done') return;
     this.clear(c);
     this.completed++;
+    c.done?.({ callId: c.callId, status: c.finalStatus, outcome: 'completed', reason: 'ok', setupMs: c.setupMs });
   }
 
   private fail(c: Call, why: string): void {
     if (c.state === 'done') return;
     this.clear(c);
     this.failures[why] = (this.failures[why] ?? 0) + 1;
+    c.done?.({ callId: c.callId, status: c.finalStatus, outcome: 'failed', reason: why, setupMs: c.setupMs });
   }
 
   /** Places calls at `rate` per second for `seconds`, then waits for every call to end. */
