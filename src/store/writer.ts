@@ -588,40 +588,51 @@ class Writer<R> implements BatchWriter<R> {
     return p;
   }
 
-  /** Appends everything in memory to the active segment (one write, one fdatasync). */
+  /**
+   * Appends everything in memory to the journal: chunks of a few batches, one write each, one fdatasync at the end
+   * (so a burst costs one sync, and no single write or segment grows without bound).
+   */
   private journalMemory(): Promise<void> {
     return this.withJournal(async () => {
-      const n = this.mem.length - this.head;
-      if (n === 0 || Date.now() < this.journalBrokenUntil) return;
-      const recs = this.mem.slice(this.head, this.head + n);
-      const rows = this.toRows(recs);
-      if (rows.length === 0) {
+      const chunk = Math.max(1000, this.batchSize * 4);
+      let wrote = false;
+      while (this.mem.length > this.head && Date.now() >= this.journalBrokenUntil) {
+        const n = Math.min(chunk, this.mem.length - this.head);
+        const rows = this.toRows(this.mem.slice(this.head, this.head + n));
+        if (rows.length === 0) {
+          this.takeMem(n);
+          continue;
+        }
+        let seg = this.active;
+        let text = '';
+        let bytes = 0;
+        try {
+          if (!seg) seg = await this.newSegment();
+          if (seg.count === 0 && seg.bytes === 0) text += encodeLine(seg.header);
+          for (const r of rows) text += encodeLine(r);
+          bytes = Buffer.byteLength(text);
+          await seg.fh!.write(text);
+          // Sync before the segment is closed, and once the queue is drained.
+          if (this.fsync === 'batch' && (seg.bytes + bytes >= this.segmentMaxBytes || this.mem.length - this.head <= n)) {
+            await seg.fh!.datasync();
+          }
+        } catch (e) {
+          this.st.journalErrors++;
+          this.st.lastError = describeError(e);
+          this.journalBrokenUntil = Date.now() + this.retryMaxMs;
+          this.log.error({ err: this.st.lastError, dir: this.dir }, 'journal write failed; writing to MySQL directly until it works again');
+          // A failed append may have left part of a line: never append after it.
+          if (seg) await this.seal(seg, false).catch(() => undefined);
+          break;
+        }
+        wrote = true;
+        seg.bytes += bytes;
+        seg.count += rows.length;
+        if (seg.rows) for (const r of rows) seg.rows.push(r);
         this.takeMem(n);
-        return;
+        if (seg.bytes >= this.segmentMaxBytes) await this.seal(seg, seg.committed >= seg.count);
       }
-      let seg = this.active;
-      let text = '';
-      try {
-        if (!seg) seg = await this.newSegment();
-        if (seg.count === 0 && seg.bytes === 0) text += encodeLine(seg.header);
-        for (const r of rows) text += encodeLine(r);
-        await seg.fh!.write(text);
-        if (this.fsync === 'batch') await seg.fh!.datasync();
-      } catch (e) {
-        this.st.journalErrors++;
-        this.st.lastError = describeError(e);
-        this.journalBrokenUntil = Date.now() + this.retryMaxMs;
-        this.log.error({ err: this.st.lastError, dir: this.dir }, 'journal write failed; writing to MySQL directly until it works again');
-        // A failed append may have left part of a line: never append after it.
-        if (seg) await this.seal(seg, false).catch(() => undefined);
-        return;
-      }
-      seg.bytes += Buffer.byteLength(text);
-      seg.count += rows.length;
-      if (seg.rows) for (const r of rows) seg.rows.push(r);
-      this.takeMem(n);
-      if (seg.bytes >= this.segmentMaxBytes) await this.seal(seg, seg.committed >= seg.count);
-      this.gauges();
+      if (wrote) this.gauges();
     });
   }
 
