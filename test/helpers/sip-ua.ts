@@ -106,19 +106,25 @@ export class UaMessage {
       if (colon <= 0) continue;
       this.headers.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
     }
+    for (const [k, v] of this.headers) {
+      const n = canonicalName(k);
+      const list = this.byName.get(n);
+      if (list) list.push(v);
+      else this.byName.set(n, [v]);
+    }
   }
+
+  /** Header values by canonical name, in wire order (built once: the UA also serves as a load-test peer). */
+  private readonly byName = new Map<string, string[]>();
 
   /** First value of a header (compact forms understood), whole line. */
   header(name: string): string | undefined {
-    const n = canonicalName(name);
-    for (const [k, v] of this.headers) if (canonicalName(k) === n) return v;
-    return undefined;
+    return this.byName.get(canonicalName(name))?.[0];
   }
 
   /** Every header line with this name (compact forms understood), values not comma-split. */
   headerLines(name: string): string[] {
-    const n = canonicalName(name);
-    return this.headers.filter(([k]) => canonicalName(k) === n).map(([, v]) => v);
+    return [...(this.byName.get(canonicalName(name)) ?? [])];
   }
 
   /** Every value of a header, comma lists split. */
@@ -409,6 +415,9 @@ export class SipUa {
   private readonly conns = new Map<string, TcpSocket>();
   private readonly clientTx = new Map<string, UaTransaction>();
   private readonly serverInvites = new Map<string, ServerInvite>();
+  /** The same server INVITEs by Call-ID and CSeq number (ACK matching), and dialogs by Call-ID. */
+  private readonly invitesByCseq = new Map<string, ServerInvite>();
+  private readonly dialogsById = new Map<string, UaDialog>();
   private waiters: Array<{ pred: (m: UaMessage) => boolean; resolve: (m: UaMessage) => void }> = [];
   private readonly t1: number;
   private readonly retransmitRequests: boolean;
@@ -614,11 +623,16 @@ export class SipUa {
   async waitDialog(callId?: string, timeoutMs = 5000): Promise<UaDialog> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const d = this.dialogs.find((x) => callId === undefined || x.callId === callId);
+      const d = callId === undefined ? this.dialogs[0] : this.dialogsById.get(callId);
       if (d) return d;
       if (Date.now() > deadline) throw new Error(`${this.name}: no dialog${callId ? ` for ${callId}` : ''} within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  private addDialog(d: UaDialog): void {
+    this.dialogs.push(d);
+    if (!this.dialogsById.has(d.callId)) this.dialogsById.set(d.callId, d);
   }
 
   private onText(text: string, source: HostPort, sock: TcpSocket | undefined): void {
@@ -669,7 +683,7 @@ export class SipUa {
         const contact = uriOf(m.headerValues('contact')[0] ?? '');
         const d = new UaDialog(this, tx.callId, req.fromTag, m.toTag, uriOf(req.header('from') ?? ''), uriOf(req.header('to') ?? ''), contact, routeSet, tx.cseq);
         tx.dialog = d;
-        this.dialogs.push(d);
+        this.addDialog(d);
       } else if (m.status >= 200 && tx.dialog && tx.wasAcked) {
         tx.dialog.ack(tx.cseq); // 2xx retransmission: our ACK was lost, send it again
       }
@@ -718,7 +732,7 @@ export class SipUa {
         if (m.toTag) {
           // re-INVITE inside a dialog: accept it.
           this.respond(m, 200, 'OK', source, sock, { body: SDP(this.host) });
-          const d = this.dialogs.find((x) => x.callId === m.callId);
+          const d = this.dialogsById.get(m.callId);
           if (d) {
             const c = m.headerValues('contact')[0];
             if (c) d.remoteTarget = uriOf(c);
@@ -729,11 +743,10 @@ export class SipUa {
         return;
       }
       case 'ACK': {
-        for (const si of this.serverInvites.values()) {
-          if (si.msg.callId === m.callId && si.msg.cseq.seq === m.cseq.seq) {
-            si.acked = true;
-            if (si.retrans) clearTimeout(si.retrans);
-          }
+        const si = this.invitesByCseq.get(`${m.callId}|${m.cseq.seq}`);
+        if (si) {
+          si.acked = true;
+          if (si.retrans) clearTimeout(si.retrans);
         }
         return;
       }
@@ -752,7 +765,7 @@ export class SipUa {
         return;
       }
       case 'BYE': {
-        const d = this.dialogs.find((x) => x.callId === m.callId);
+        const d = this.dialogsById.get(m.callId);
         if (d) d.ended.by = 'remote';
         this.respond(m, d ? 200 : 481, d ? 'OK' : 'Call/Transaction Does Not Exist', source, sock);
         return;
@@ -765,6 +778,7 @@ export class SipUa {
   private onInitialInvite(m: UaMessage, source: HostPort, sock: TcpSocket | undefined): void {
     const si: ServerInvite = { msg: m, toTag: rnd(4), final: undefined, finalStatus: 0, timers: [], retrans: undefined, acked: false, from: source };
     this.serverInvites.set(m.topBranch, si);
+    this.invitesByCseq.set(`${m.callId}|${m.cseq.seq}`, si);
     const b = this.behaviour;
     if (b.kind === 'silent') return;
     if (b.trying) this.respond(m, 100, 'Trying', source, sock);
@@ -789,7 +803,7 @@ export class SipUa {
           this.finalInvite(si, 200, 'OK', source, sock, undefined, b.body ?? SDP(this.host));
           const routeSet = m.headerValues('record-route');
           const contact = uriOf(m.headerValues('contact')[0] ?? '');
-          this.dialogs.push(new UaDialog(this, m.callId, si.toTag, m.fromTag, uriOf(m.header('to') ?? ''), uriOf(m.header('from') ?? ''), contact, routeSet, 0));
+          this.addDialog(new UaDialog(this, m.callId, si.toTag, m.fromTag, uriOf(m.header('to') ?? ''), uriOf(m.header('from') ?? ''), contact, routeSet, 0));
         });
       }
     });
