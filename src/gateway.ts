@@ -131,8 +131,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (config.ami.boxes.length) {
       // Loaded only when boxes are configured: a proxy-only install never opens the AMI code.
       const { createAmiConnector } = await import('./ami/connector.js');
-      const connector: AmiConnector = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
-      await connector.start();
+      const { connector, store } = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
+      cleanups.push(() => store.close());
+      connector.start();
       cleanups.push(() => connector.stop());
       ami = connector;
     }
