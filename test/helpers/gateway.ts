@@ -61,6 +61,8 @@ export interface TestGateway {
   tcp: HostPort;
   /** Temporary directory with the journals and dialog state. */
   dir: string;
+  /** http://127.0.0.1:<port> of the management interface (undefined when mgmt.enabled is false). */
+  mgmtUrl: string | undefined;
   /** A Request-URI addressed to the gateway: sip:<user>@127.0.0.1:<port>[;transport=tcp]. */
   ruri(user: string, proto?: UaProto): string;
   /** A caller UA on a loopback address (default: a fresh untrusted 127.0.60.x per call); closed by stop(). */
@@ -168,6 +170,7 @@ export async function startTestGateway(opts: StartOptions = {}): Promise<TestGat
   let stopped = false;
   return {
     gw: g, db, callees, dir,
+    mgmtUrl: g.mgmt?.url(),
     udp: { host: u.address, port: u.port, proto: 'udp' },
     tcp: { host: t.address, port: t.port, proto: 'tcp' },
     ruri: (user, proto = 'udp') => `sip:${user}@127.0.0.1:${proto === 'udp' ? u.port : t.port}${proto === 'tcp' ? ';transport=tcp' : ''}`,
