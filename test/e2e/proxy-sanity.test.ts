@@ -86,6 +86,16 @@ describe('proxy script: sanity and policy answers', () => {
     expect(req.header('unsupported')).toBe('foo');
   });
 
+  it('over TCP too: 483, and 400 for a stream message without Content-Length', async () => {
+    const tcp = ua.address('tcp');
+    const r = await send(wire('INVITE', gw.ruri('100', 'tcp'), [], { via: tcp, mf: '0' }), gw.tcp);
+    expect([r.status, r.reason]).toEqual([483, 'Too Many Hops']);
+    const w = wire('OPTIONS', `sip:127.0.0.1:${gw.tcp.port};transport=tcp`, [], { via: tcp });
+    const noCl = w.text.replace(/Content-Length: 0\r\n/, '');
+    const r2 = await send({ text: noCl, callId: w.callId }, gw.tcp);
+    expect(r2.status).toBe(400);
+  });
+
   it('403 for a preloaded Route to somewhere else; a Route naming the gateway is consumed', async () => {
     const r = await send(wire('INVITE', gw.ruri('100'), ['Route: <sip:10.9.9.9;lr>']));
     expect([r.status, r.reason]).toEqual([403, 'Preload Route denied']);
