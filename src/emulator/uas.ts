@@ -6,6 +6,7 @@ import {
   createRequest, createResponse, newTag, parseUri, SipTransport, TransactionLayer,
   type ListenSpec, type ServerTransaction, type SipRequest, type TransportProto,
 } from '../sip/index.js';
+import { createServer, type AddressInfo } from 'node:net';
 import { ACCOUNTCODE_HEADER, CALLREF_HEADER } from '../callref.js';
 import type { Logger } from '../log.js';
 
@@ -51,6 +52,18 @@ export interface UasOptions {
   t1Ms?: number;
 }
 
+/** A port free for TCP on host right now (UDP is checked by the bind that follows). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 const ACCOUNTCODE_RE = /^[0-9A-Za-z_.-]{1,20}$/;
 
 interface Live {
@@ -70,27 +83,42 @@ function userOf(uriOrNameAddr: string): string {
 }
 
 export class EmulatedUas {
-  private readonly transport: SipTransport;
-  private readonly layer: TransactionLayer;
+  private transport!: SipTransport;
+  private layer!: TransactionLayer;
   private readonly live = new Map<string, Live>();
   private n = 0;
   private readonly t1: number;
 
   constructor(private readonly o: UasOptions) {
-    const host = o.host ?? '127.0.0.1';
-    const listen: ListenSpec[] = (o.protos ?? ['udp', 'tcp']).map((proto) => ({ proto, host, port: o.port ?? 0 }));
     this.t1 = o.t1Ms ?? 500;
-    this.transport = new SipTransport({ listen, maxMessageSize: 65535, tcpIdleTimeoutMs: 60_000, logger: o.log });
+  }
+
+  private build(port: number): void {
+    const host = this.o.host ?? '127.0.0.1';
+    const listen: ListenSpec[] = (this.o.protos ?? ['udp', 'tcp']).map((proto) => ({ proto, host, port }));
+    this.transport = new SipTransport({ listen, maxMessageSize: 65535, tcpIdleTimeoutMs: 60_000, logger: this.o.log });
     this.layer = new TransactionLayer({
-      transport: this.transport, logger: o.log,
+      transport: this.transport, logger: this.o.log,
       timers: { t1Ms: this.t1, t2Ms: 4000, t4Ms: 5000, inviteTimeoutMs: 180_000, noResponseTimeoutMs: 4000 },
     }, { onRequest: (req, st) => this.onRequest(req, st) });
   }
 
+  /**
+   * Binds every transport on ONE port, like Asterisk's 5060 (so a dispatcher URI differs only by ;transport).
+   * With port 0, a free port is probed first and the bind retried if another process takes it meanwhile.
+   */
   async start(): Promise<Array<{ proto: TransportProto; host: string; port: number }>> {
-    const bound = await this.transport.start();
-    // port 0 binds UDP and TCP separately: rebind TCP on UDP's port is not needed, callers read both.
-    return bound;
+    const host = this.o.host ?? '127.0.0.1';
+    for (let attempt = 0; ; attempt++) {
+      const port = this.o.port ? this.o.port : await freePort(host);
+      this.build(port);
+      try {
+        return await this.transport.start();
+      } catch (e) {
+        this.layer.close();
+        if (this.o.port || attempt >= 9) throw e;
+      }
+    }
   }
 
   listeners(): Array<{ proto: TransportProto; host: string; port: number }> {
@@ -102,6 +130,7 @@ export class EmulatedUas {
   }
 
   async stop(): Promise<void> {
+    if (!this.transport) return;
     for (const l of this.live.values()) this.clear(l);
     this.live.clear();
     this.layer.close();

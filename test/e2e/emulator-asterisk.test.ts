@@ -82,6 +82,21 @@ describe('calls the dialplan way', () => {
       userField: callId, sipCallId: callId, disposition: 'ANSWERED', billableSeconds: 1, lastApp: 'Dial' });
   });
 
+  test('over TCP on the same port as UDP: answered, BYE from the box on the connection', async () => {
+    expect(ast.sipAddress('tcp').port).toBe(box.port);
+    ast.setBehaviour({ kind: 'answer', ringMs: 0, talkMs: 80 });
+    const tcp: HostPort = { ...box, proto: 'tcp' };
+    const callId = `tcp-${Date.now()}@gw.test`;
+    const c = ua.invite({ to: `sip:15551234567@${box.host}:${box.port};transport=tcp`, via: tcp, from: `sip:100@${ua.host}`,
+      headers: [['P-Accountcode', SEED.cards.alice.username]], callId });
+    expect((await c.final()).status).toBe(200);
+    c.ack();
+    const bye = await byeFor(callId);
+    expect(bye.source.proto).toBe('tcp');
+    await ast.idle();
+    expect(ast.record.calls.at(-1)).toMatchObject({ callId, outcome: 'answered', endedBy: 'callee' });
+  });
+
   test('the caller hangs up: the box answers the BYE with 200', async () => {
     ast.setBehaviour({ kind: 'answer', ringMs: 0, talkMs: null });
     const c = call('15551234567', [['P-Accountcode', SEED.cards.bob.username]]);
