@@ -8,7 +8,7 @@
 // toWire() (done automatically when a string has characters beyond U+00FF).
 import { GwError } from '../errors.js';
 import {
-  canonicalName, formatVia, isListHeader, isToken, parseCSeq, parseDecimal, parseNameAddr, parseVia, prettyName, splitList,
+  canonicalName, isListHeader, isToken, parseCSeq, parseDecimal, parseNameAddr, parseVia, prettyName, splitList,
   type CSeq, type NameAddr, type Via,
 } from './headers.js';
 import { parseUri, type SipUri } from './uri.js';
@@ -571,4 +571,3 @@ export function headerLine(name: string, value: string): HeaderLine {
   return newLine(name, value);
 }
 
-export { formatVia };

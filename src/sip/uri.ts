@@ -119,18 +119,10 @@ export function parseUri(raw: string): SipUri | null {
     uri.opaque = raw.slice(start);
     return uri;
   }
-  // headers
-  let end = raw.indexOf('?', start);
-  if (end < 0) end = len;
-  else {
-    const headers = new Map<string, string>();
-    if (!parseUriHeaders(raw, end + 1, len, headers)) return null;
-    uri.headers = headers;
-  }
-  // userinfo
+  // userinfo: '@' never appears unescaped in params or headers, but '?' and ';' may appear in the user part
   let hp = start;
   const at = raw.indexOf('@', start);
-  if (at >= 0 && at < end) {
+  if (at >= 0) {
     if (at === start) return null;
     const colon = raw.indexOf(':', start);
     if (colon >= 0 && colon < at) {
@@ -140,8 +132,16 @@ export function parseUri(raw: string): SipUri | null {
     } else {
       uri.user = raw.slice(start, at);
     }
-    if (raw.indexOf('@', at + 1) >= 0 && raw.indexOf('@', at + 1) < end) return null;
+    if (raw.indexOf('@', at + 1) >= 0) return null;
     hp = at + 1;
+  }
+  // headers
+  let end = raw.indexOf('?', hp);
+  if (end < 0) end = len;
+  else {
+    const headers = new Map<string, string>();
+    if (!parseUriHeaders(raw, end + 1, len, headers)) return null;
+    uri.headers = headers;
   }
   // host
   let p = hp;
