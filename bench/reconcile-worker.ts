@@ -29,5 +29,5 @@ process.stdout.write(`${JSON.stringify({
   wallMs: Math.round(wallMs), rows, rowsPerSec: Math.round(rows / (wallMs / 1000)), calls: r.summary.calls,
   peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024), sampledPeakRssMb: Math.round(rssPeak / 1048576),
   classes: Object.fromEntries(Object.entries(r.summary.classes).map(([k, v]) => [k, v.count])), amountAtRisk: r.summary.amountAtRisk,
-  files: r.files,
+  files: r.files, phases: r.phases, loadavg: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(1))),
 })}\n`);

@@ -11,7 +11,7 @@ import { keyFraction, mergeByKey } from './merge.js';
 import { openReportWriter, type ReportFiles, type ReportWriter } from './output.js';
 import { buildRateBook } from './rating.js';
 import { renderReportHtml } from './report-html.js';
-import { loadReference, openSources, type Sources } from './source.js';
+import { loadReference, loadUidOnlyKeys, openSources, type Sources } from './source.js';
 import { beginRun, type RunStore } from './store.js';
 import { createSummary, type RunSummary } from './summary.js';
 import { buildCardBook, DISCREPANCY_CLASSES, type CallResult } from './types.js';
@@ -50,6 +50,8 @@ export interface ReconcileResult {
   runId: number;
   summary: RunSummary;
   files: ReportFiles | null;
+  /** Milliseconds per phase: reference data, merge (streams + matcher + item writes), commit, report files. */
+  phases: { prepareMs: number; mergeMs: number; commitMs: number; filesMs: number };
 }
 
 /** Box for a destination like sip:10.0.0.5:5060;transport=udp, when exactly one configured box has that host. */
@@ -81,13 +83,14 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
     for (const s of ref.sessions) known.add(s.box);
     const gaps = buildGapBook(ref.sessions, w.startMs - marginMs, w.endMs + marginMs, known);
 
+    const uidOnly = await loadUidOnlyKeys(o.db, readFrom, readTo);
     store = await beginRun(o.db, w, toSqlUtc(t0));
     report = o.outputDir ? openReportWriter(o.outputDir, w.day, w.timezone) : undefined;
     const summary = createSummary(w, o.toleranceSec);
     let batch: CallResult[] = [];
     const matcher = createMatcher({
       windowStart: w.start, windowEnd: w.end, toleranceSec: o.toleranceSec,
-      cards: buildCardBook(ref.cards), rates: buildRateBook(ref.plans, ref.rates), gaps,
+      cards: buildCardBook(ref.cards), rates: buildRateBook(ref.plans, ref.rates), gaps, uidOnly,
       boxOfDestination: o.boxes?.length ? destinationResolver(o.boxes) : undefined,
     }, (r) => {
       summary.add(r);
@@ -100,6 +103,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
       await report?.add(items);
     };
 
+    const tMerge = now();
     sources = await openSources(o.db, readFrom, readTo, o.sortBufferMb);
     const counts = await mergeByKey(sources, (key, gw, ami, cc) => {
       matcher.group(key, gw, ami, cc);
@@ -115,12 +119,15 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
       outOfWindow: matcher.stats.outOfWindow, durationMs: now() - t0, gaps: gaps.gaps,
     });
     o.onProgress?.({ read: { gw: counts.gw, ami: counts.ami, cc: counts.cc }, calls: result.calls, fraction: 1, elapsedMs: now() - t0 });
+    const tCommit = now();
     const stored = { ...result, accounts: result.accounts.slice(0, 500) };
     await store.commit(toSqlUtc(now()), result.calls, JSON.stringify(stored));
     const runId = store.runId;
     store = undefined;
+    const tFiles = now();
     const files = report ? await report.finish(result, renderReportHtml(result, summary.samples, { generatedAt: new Date(now()).toISOString() })) : null;
     report = undefined;
+    const phases = { prepareMs: tMerge - t0, mergeMs: tCommit - tMerge, commitMs: tFiles - tCommit, filesMs: now() - tFiles };
 
     o.metrics?.reconcileLastRunTimestamp.set(now() / 1000);
     o.metrics?.reconcileLastRunSuccess.set(1);
@@ -129,9 +136,9 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileResult
     o.log?.info({
       day: w.day, timezone: w.timezone, runId, calls: result.calls, discrepancies: result.discrepancies, amountAtRisk: result.amountAtRisk,
       classes: Object.fromEntries(DISCREPANCY_CLASSES.map((c) => [c, result.classes[c].count])), durationMs: result.durationMs,
-      joinedByUniqueid: matcher.stats.joinedByUniqueid, pendingPeak: matcher.stats.pendingPeak,
+      joinedByUniqueid: matcher.stats.joinedByUniqueid, pendingPeak: matcher.stats.pendingPeak, phases,
     }, 'reconciliation done');
-    return { runId, summary: result, files };
+    return { runId, summary: result, files, phases };
   } catch (e) {
     await sources?.close().catch(() => undefined);
     await store?.rollback().catch(() => undefined);

@@ -25,6 +25,12 @@ export interface MatcherContext {
   cards: CardBook;
   rates: RateBook;
   gaps: GapBook;
+  /**
+   * Uniqueid keys ('u'+HEX) of the rows without a call reference in each source. When given, a callref group that
+   * lacks AMI rows (or cc_call rows) waits for the uniqueid-only rows only if one of its uniqueids is there;
+   * otherwise it is classified at once. Without it every such group waits (fine for small inputs).
+   */
+  uidOnly?: { ami: ReadonlySet<string>; cc: ReadonlySet<string> };
   /** Box name for a gateway destination URI, when configuration knows it. */
   boxOfDestination?: (destination: string) => string | undefined;
 }
@@ -110,6 +116,11 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
     for (const r of g.cc) uks.add(uidKey(r.baseUid));
     for (const r of g.ami) uks.add(uidKey(r.uniqueid));
     g.uks = [...uks];
+    const tail = ctx.uidOnly ? (g.ami.length ? ctx.uidOnly.cc : ctx.uidOnly.ami) : undefined;
+    if (tail && !g.uks.some((uk) => tail.has(uk) || pending.has(uk))) {
+      classify(g);
+      return;
+    }
     for (const uk of g.uks) {
       const other = pending.get(uk);
       if (other && other !== g) {

@@ -111,6 +111,17 @@ async function withUtc<T>(db: Db, fn: (c: DbConn) => Promise<T>): Promise<T> {
   }
 }
 
+/** Uniqueid keys of the rows without a call reference, per source (see AMI_UID_ONLY_KEYS). */
+export async function loadUidOnlyKeys(db: Db, from: string, to: string): Promise<{ ami: Set<string>; cc: Set<string> }> {
+  return withUtc(db, async (c) => {
+    const keys = async (sql: string): Promise<Set<string>> => {
+      const [rows] = await c.query(sql, [from, to]);
+      return new Set((rows as Array<{ uk: string }>).map((r) => r.uk));
+    };
+    return { ami: await keys(Q.AMI_UID_ONLY_KEYS), cc: await keys(Q.CC_UID_ONLY_KEYS) };
+  });
+}
+
 export interface Reference {
   cards: Card[];
   plans: Map<number, number[]>;

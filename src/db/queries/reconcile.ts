@@ -54,6 +54,18 @@ WHERE c.starttime >= ? AND c.starttime < ?
 ORDER BY k`;
 
 
+/**
+ * Uniqueid keys of the rows that carry no call reference, per source ([from, to) UTC). A callref group lacking the
+ * other source waits for the uniqueid-only rows only when its uniqueid is among these, so memory stays small even
+ * on a day when one source is missing entirely.
+ */
+export const AMI_UID_ONLY_KEYS = `SELECT DISTINCT CONVERT(CONCAT('u', HEX(a.uniqueid)) USING ascii) AS uk
+FROM gw_ami_cdr a
+WHERE a.start_time >= ? AND a.start_time < ? AND COALESCE(NULLIF(a.sip_callid, ''), NULLIF(a.userfield, '')) IS NULL`;
+export const CC_UID_ONLY_KEYS = `SELECT DISTINCT CONVERT(CONCAT('u', HEX(${BASE_UID})) USING ascii) AS uk
+FROM cc_call c
+WHERE c.starttime >= ? AND c.starttime < ? AND (c.a2b_custom1 IS NULL OR c.a2b_custom1 NOT REGEXP '^[0-9a-fA-F]{20}$')`;
+
 export const CARDS = 'SELECT id, username, tariff FROM cc_card';
 export const TARIFF_PLANS = 'SELECT idtariffgroup AS tariff, idtariffplan AS plan FROM cc_tariffgroup_plan ORDER BY idtariffgroup, idtariffplan';
 export const RATE_CARDS = `SELECT r.idtariffplan AS plan, r.dialprefix AS prefix, r.rateinitial AS rate, r.initblock, r.billingblock,

@@ -63,14 +63,19 @@ export function retryUid(u: string, n: number): string {
 
 const byKey = <T extends { k: string }>(xs: T[]): T[] => [...xs].sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
 
-export async function reconcileRows(rows: { gw?: GwCdrRow[]; ami?: AmiCdrRow[]; cc?: CcCallRow[] }, opts: { sessions?: AmiSessionRow[]; boxes?: string[]; day?: string; tz?: string; tolerance?: number } = {}): Promise<{ results: CallResult[]; matcher: Matcher }> {
+export async function reconcileRows(rows: { gw?: GwCdrRow[]; ami?: AmiCdrRow[]; cc?: CcCallRow[] }, opts: { sessions?: AmiSessionRow[]; boxes?: string[]; day?: string; tz?: string; tolerance?: number; uidOnly?: boolean } = {}): Promise<{ results: CallResult[]; matcher: Matcher }> {
   const w = billingWindow(opts.day ?? '2026-11-21', opts.tz ?? 'UTC');
   const results: CallResult[] = [];
   const margin = 900_000;
   const gaps = buildGapBook(opts.sessions ?? [], w.startMs - margin, w.endMs + margin, opts.boxes ?? (opts.sessions ?? []).map((s) => s.box));
+  // What the job pre-reads: the uniqueid keys of rows without a call reference, per source.
+  const uidOnly = opts.uidOnly ? {
+    ami: new Set((rows.ami ?? []).filter((r) => r.k.startsWith('u')).map((r) => r.k)),
+    cc: new Set((rows.cc ?? []).filter((r) => r.k.startsWith('u')).map((r) => r.k)),
+  } : undefined;
   const matcher = createMatcher({
     windowStart: w.start, windowEnd: w.end, toleranceSec: opts.tolerance ?? 2,
-    cards: buildCardBook([ALICE, BOB]), rates: buildRateBook(new Map([[1, [1]]]), RATES), gaps,
+    cards: buildCardBook([ALICE, BOB]), rates: buildRateBook(new Map([[1, [1]]]), RATES), gaps, uidOnly,
   }, (r) => results.push(r));
   await mergeByKey({ gw: arrayCursor(byKey(rows.gw ?? [])), ami: arrayCursor(byKey(rows.ami ?? [])), cc: arrayCursor(byKey(rows.cc ?? [])) },
     (k, g, a, c) => matcher.group(k, g, a, c));

@@ -187,6 +187,38 @@ describe('matcher: one class per call', () => {
     expect(matcher.stats.outOfWindow).toBe(1);
   });
 
+  it('knowing which uniqueids lack a call reference, only joinable groups wait: a day without AMI holds nothing back', async () => {
+    const rows = { gw: [] as ReturnType<typeof gw>[], ami: [] as ReturnType<typeof ami>[], cc: [] as ReturnType<typeof cc>[] };
+    for (let i = 0; i < 50; i++) {
+      rows.gw.push(gw(`noami-${i}`));
+      rows.cc.push(cc(i + 1, uid(T, 500 + i), { custom1: callRef(`noami-${i}`) }));
+    }
+    const u = uid(T, 600);
+    rows.gw.push(gw('joined-late'));
+    rows.cc.push(cc(99, u, { custom1: callRef('joined-late') }));
+    rows.ami.push(ami(u, { callid: '' }));
+    const { results, matcher } = await reconcileRows(rows, { uidOnly: true });
+    expect(results).toHaveLength(51);
+    expect(results.filter((r) => r.cls === 'ami_missing')).toHaveLength(50);
+    expect(results.find((r) => r.callid === 'joined-late')!.cls).toBe('matched');
+    expect(matcher.stats.pendingPeak).toBe(1);
+  });
+
+  it('the mixed day gives the same classes with the uniqueid pre-read', async () => {
+    const rows = { gw: [] as ReturnType<typeof gw>[], ami: [] as ReturnType<typeof ami>[], cc: [] as ReturnType<typeof cc>[] };
+    for (let i = 0; i < 120; i++) {
+      const id = `pre-${i}`;
+      const u = uid(T, 700 + i);
+      if (i % 13 !== 0) rows.gw.push(gw(id));
+      if (i % 7 !== 0) rows.ami.push(ami(u, { callid: i % 4 === 0 ? '' : id }));
+      if (i % 5 !== 0) rows.cc.push(cc(i + 1, u, { custom1: i % 3 === 0 && i % 4 !== 0 ? '' : callRef(id) }));
+    }
+    const a = await reconcileRows(rows);
+    const b = await reconcileRows(rows, { uidOnly: true });
+    const key = (r: { callid: string; cls: string; uniqueid: string }) => `${r.callid}|${r.uniqueid}|${r.cls}`;
+    expect(b.results.map(key).sort()).toEqual(a.results.map(key).sort());
+  });
+
   it('a cc_call row with neither a2b_custom1 nor an AMI record naming the Call-ID cannot be tied to the gateway: unbilled + bypass', async () => {
     const u = uid(T, 40);
     const { results } = await reconcileRows({ gw: [gw('call-untied')], cc: [cc(1, u, {})] });
