@@ -1,16 +1,22 @@
 // A small SIP user agent for end-to-end tests: the caller and the callee (or an Asterisk box) around the
 // gateway, over real UDP and TCP sockets on loopback. It has its own tiny parser on purpose: a test double
 // must not share the bugs of the stack it checks. It speaks enough RFC 3261 to be an honest peer:
-// INVITE client (retransmission over UDP, ACK for non-2xx on the same branch, CANCEL), INVITE server
-// (100/180/200 with 2xx retransmission until ACK, 487 on CANCEL), dialogs with route sets from
-// Record-Route, in-dialog requests (ACK, BYE, re-INVITE, INFO ...) sent to the first Route.
+// INVITE client (optional retransmission over UDP, ACK for non-2xx on the same branch, CANCEL), INVITE server
+// (100/180/200 with 2xx retransmission until ACK, 487 on CANCEL), dialogs with route sets from Record-Route,
+// in-dialog requests (ACK, BYE, re-INVITE, INFO, UPDATE ...) sent to the first Route (or strictly to the R-URI).
 //
-//   const callee = await SipUa.start({ name: 'asterisk', behaviour: { kind: 'answer', ringMs: 20 } });
-//   const caller = await SipUa.start({ name: 'alice' });
-//   const call = caller.invite({ to: 'sip:100@gw', via: gwAddr });
-//   const ok = await call.final();            // 200 (180 in call.responses)
-//   call.ack(); await call.dialog!.request('BYE');
-//   callee.received                           // every request the callee saw, raw and parsed
+//   const callee = await SipUa.start({ name: 'asterisk', proto: 'tcp', behaviour: { kind: 'answer', ringMs: 20 } });
+//   const caller = await SipUa.start({ name: 'alice' });          // both UDP and TCP sockets are always open
+//   const call = caller.invite({ to: 'sip:100@127.0.0.1:5060', via: { host: '127.0.0.1', port: 5060, proto: 'udp' },
+//                                headers: [['P-Accountcode', 'spoof']] });
+//   await call.status(180); const ok = await call.final();        // every response: call.responses
+//   call.ack(); await call.dialog!.request('BYE').final();        // or call.cancel(), call.retransmit()
+//   (await callee.waitDialog(call.callId)).request('BYE');        // BYE from the callee side
+//   callee.received / callee.requests('INVITE') / callee.waitRequest('ACK') / ua.waitFor(pred)
+//   ua.request('OPTIONS', { to, via }) · ua.sendRaw(wireBytes, dest) for hostile input · ua.close()
+// Behaviours (ua.behaviour may be changed between calls): answer (delayMs, ringMs, trying, body, crossCancel),
+// reject (status, reason, delayMs, ringMs, headers), ring (180 then nothing until CANCEL), silent (answers nothing
+// at all: a dead box). Non-INVITE requests are answered 200 (BYE without a dialog: 481).
 import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
 import { createServer, connect, type Server, type Socket as TcpSocket } from 'node:net';
 import { randomBytes } from 'node:crypto';
