@@ -243,7 +243,8 @@ class AccountingImpl implements Accounting {
     c.sipCode = ev.status;
     c.calleeTag = ev.dialog.calleeTag;
     c.destination = ev.target.uri;
-    c.attempts = Math.max(c.attempts, 1);
+    // Answered on the attempt after the last failed one (failover), unless the proxy says which.
+    c.attempts = ev.attempt ?? (c.lastMissed ? c.lastMissed.attempt + 1 : Math.max(c.attempts, 1));
     if (ev.maxDurationSec !== undefined) c.maxDurationSec = ev.maxDurationSec;
     if (!c.accountcode && ev.dialog.accountcode) c.accountcode = ev.dialog.accountcode;
     this.emitAcc({

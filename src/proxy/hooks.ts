@@ -121,7 +121,9 @@ export type CallEvent =
   /** 2xx relayed: the dialog is confirmed. */
   | { type: 'answered'; facts: RequestFacts; auth: Authenticated | undefined; target: Target; status: number; reason: string; at: number; dialog: DialogInfo;
       /** The limit authorize() returned, if any (the dialog's max-duration timer). */
-      maxDurationSec?: number }
+      maxDurationSec?: number;
+      /** Number of the attempt that was answered (1-based). */
+      attempt?: number }
   /** An in-dialog request passed through (CSeq bookkeeping for the dialog snapshot). */
   | { type: 'in-dialog'; callId: string; fromTag: string; toTag: string; method: string; cseq: number; fromCaller: boolean; at: number }
   /** BYE seen (from either side) or the proxy ended the dialog itself. */

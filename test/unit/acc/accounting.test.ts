@@ -73,7 +73,7 @@ describe('accounting of an answered call', () => {
     feed(a, answeredCall(facts(), { answerAfterMs: 900, talkMs: 30_000, failover: true }));
     expect(out.missed).toHaveLength(1);
     expect(out.missed[0]).toMatchObject({ method: 'INVITE', sipCode: 503, sipReason: 'Service Unavailable', destination: box1.uri, attempt: 1, accountcode: '4242424242' });
-    expect(out.acc[0]).toMatchObject({ method: 'INVITE', destination: box2.uri });
+    expect(out.acc[0]).toMatchObject({ method: 'INVITE', destination: box2.uri, attempt: 2 });
     expect(out.cdr[0]).toMatchObject({ destination: box2.uri, setupMs: 900, durationSec: 30 });
   });
 });
