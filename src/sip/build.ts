@@ -36,7 +36,8 @@ export interface ResponseOptions {
  */
 export function createResponse(req: SipRequest, status: number, opts: ResponseOptions = {}): SipResponse {
   const headers: HeaderLine[] = [];
-  for (const h of req.headers) if (h.lname === 'via') headers.push(h.start >= 0 ? { ...h, start: -1, end: -1 } : h);
+  // Via lines re-written (not byte-copied): a malformed request's values are sanitised on the way out
+  for (const h of req.headers) if (h.lname === 'via') headers.push(headerLine(h.name.length === 1 ? 'Via' : h.name, h.value));
   const copy = (lname: string, name: string): void => {
     const v = req.getHeader(lname);
     if (v !== undefined) headers.push(headerLine(name, v));

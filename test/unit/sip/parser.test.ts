@@ -273,9 +273,15 @@ describe('malformed fixtures', () => {
     expect(text.endsWith('Content-Length: 0\r\n\r\n')).toBe(true);
   });
 
-  it('a bare CR cannot smuggle a header past the gateway', () => {
+  it('a bare CR cannot smuggle a header past the gateway, not even into our 400', () => {
     const r = parseMessage(fixture('bad-bare-cr.sip'));
     expect(r.ok).toBe(false);
+    const evil = fixture('valid-invite.sip').toString('latin1').replace(';rport', ';rport\rX-Injected: 1');
+    const e = parseMessage(Buffer.from(evil, 'latin1'));
+    if (e.ok || !e.error.message) throw new Error('expected an answerable error');
+    expect(e.error.reason).toBe('Bare CR in header');
+    const out = createResponse(e.error.message, 400, { reason: e.error.reason }).toBuffer().toString('latin1');
+    expect(out.replace(/\r\n/g, '')).not.toContain('\r');
   });
 
   it('an oversize datagram maps to 513 and stays answerable', () => {
