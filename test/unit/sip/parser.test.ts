@@ -276,7 +276,7 @@ describe('malformed fixtures', () => {
   it('a bare CR cannot smuggle a header past the gateway, not even into our 400', () => {
     const r = parseMessage(fixture('bad-bare-cr.sip'));
     expect(r.ok).toBe(false);
-    const evil = fixture('valid-invite.sip').toString('latin1').replace(';rport', ';rport\rX-Injected: 1');
+    const evil = fixture('valid-invite.sip').toString('latin1').replace(';tag=1928301774', ';tag=1928301774\rX-Injected: 1');
     const e = parseMessage(Buffer.from(evil, 'latin1'));
     if (e.ok || !e.error.message) throw new Error('expected an answerable error');
     expect(e.error.reason).toBe('Bare CR in header');
