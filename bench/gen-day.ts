@@ -10,6 +10,7 @@
 // a2b_custom1 (joined via AMI's uniqueid), AMI rows without the Call-ID, failed calls, calls around midnight,
 // and a 20-minute AMI disconnect of box2 (its calls' missing AMI records are explained).
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { callRef } from '../src/callref.js';
 import { createDb, type Db } from '../src/db/pool.js';
@@ -174,18 +175,55 @@ function values(n: number, cols: number): string {
   return new Array<string>(n).fill(one).join(',');
 }
 
+// LOAD DATA LOCAL INFILE: tab-separated rows streamed from memory (generated values hold no tab, newline or backslash).
+const GW_LOAD = "LOAD DATA LOCAL INFILE 'gw_cdr.tsv' INTO TABLE gw_cdr FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' (rec_key, callid, callref, created, answered, ended, duration_sec, duration_ms, end_reason, sip_code, accountcode, dst_user, destination)";
+const AMI_LOAD = "LOAD DATA LOCAL INFILE 'gw_ami_cdr.tsv' INTO TABLE gw_ami_cdr FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' (box, uniqueid, sequence, accountcode, dst, start_time, answer_time, end_time, duration, billsec, disposition, userfield, sip_callid, received_at)";
+const CC_LOAD = "LOAD DATA LOCAL INFILE 'cc_call.tsv' INTO TABLE cc_call FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' (sessionid, uniqueid, card_id, nasipaddress, starttime, stoptime, sessiontime, real_sessiontime, calledstation, sessionbill, src, dnid, terminatecauseid, a2b_custom1)";
+
+function tsv(rows: unknown[][]): string {
+  let s = '';
+  for (const r of rows) s += r.map((v) => (v === null || v === undefined ? '\\N' : String(v))).join('\t') + '\n';
+  return s;
+}
+
 export interface DayWriter {
   write(c: Chunk): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Writes chunks on three connections in parallel (one per table); cc_call TIMESTAMPs as UTC. */
-export async function openDayWriter(db: Db): Promise<DayWriter> {
+/**
+ * Writes chunks on three connections in parallel (one per table); cc_call TIMESTAMPs as UTC. 'load' streams
+ * LOAD DATA LOCAL INFILE from memory (several times faster) and falls back to multi-row INSERTs when the server
+ * refuses local infile.
+ */
+export async function openDayWriter(db: Db, method: 'load' | 'insert' = 'load'): Promise<DayWriter> {
   const conns = await Promise.all([db.getConnection(), db.getConnection(), db.getConnection()]);
   for (const c of conns) await c.query("SET time_zone = '+00:00'");
   const [cg, ca, cc] = conns;
+  let useLoad = method === 'load';
+  const load = (conn: NonNullable<typeof cg>, sql: string, rows: unknown[][]): Promise<unknown> => {
+    const text = Buffer.from(tsv(rows));
+    return conn.query({ sql, infileStreamFactory: () => Readable.from([text]) });
+  };
+  const writeLoad = async (c: Chunk): Promise<void> => {
+    await Promise.all([
+      c.gw.length ? load(cg!, GW_LOAD, c.gw.map((r) => [createHash('md5').update(r.callid).digest('hex'), r.callid, callRef(r.callid), r.created, r.answered, r.ended, r.dur, r.dur * 1000, r.reason, r.sip, r.accountcode, r.dst, r.destination])) : undefined,
+      c.ami.length ? load(ca!, AMI_LOAD, c.ami.map((r) => [r.box, r.uniqueid, r.sequence, r.accountcode, r.dst, r.start, r.answer, r.end, r.duration, r.billsec, r.disposition, r.callid, r.callid, r.end])) : undefined,
+      c.cc.length ? load(cc!, CC_LOAD, c.cc.map((r) => [`SIP/gw-${r.uniqueid}`, r.uniqueid, r.cardId, '', r.start, r.stop, r.sessiontime, r.sessiontime, r.called, r.bill, 'caller', r.called, r.tc, r.custom1])) : undefined,
+    ]);
+  };
   return {
     async write(c) {
+      if (useLoad) {
+        try {
+          await writeLoad(c);
+          return;
+        } catch (e) {
+          const code = (e as { code?: string }).code ?? '';
+          if (!/LOAD_INFILE|NOT_ALLOWED/.test(code) || c.gw.length + c.ami.length + c.cc.length === 0) throw e;
+          useLoad = false; // refused before any row was loaded: write this chunk with INSERTs instead
+        }
+      }
       const jobs: Promise<unknown>[] = [];
       if (c.gw.length) {
         const p: unknown[] = [];
@@ -229,12 +267,12 @@ export async function insertCards(db: Db, n: number): Promise<GenCard[]> {
 }
 
 /** Generates and writes a day; returns what reconciliation must find. */
-export async function genDay(db: Db, o: Omit<GenOptions, 'cards'> & { cardCount?: number; onProgress?: (done: number) => void }): Promise<GenResult> {
+export async function genDay(db: Db, o: Omit<GenOptions, 'cards'> & { cardCount?: number; method?: 'load' | 'insert'; onProgress?: (done: number) => void }): Promise<GenResult> {
   const cards = await insertCards(db, o.cardCount ?? 200);
-  const writer = await openDayWriter(db);
+  const writer = await openDayWriter(db, o.method);
   let done = 0;
   try {
-    const res = await generateDay({ ...o, cards }, async (c) => {
+    const res = await generateDay({ ...o, cards, chunk: o.chunk ?? 10_000 }, async (c) => {
       await writer.write(c);
       done += c.gw.length;
       o.onProgress?.(done);
