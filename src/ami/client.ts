@@ -60,6 +60,15 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Delay before reconnect attempt n (0-based): min·2^n capped at max, with "equal jitter" — half fixed, half random —
+ * so a gateway restarted next to many boxes (or many gateways after a box restart) do not reconnect in lock-step.
+ */
+export function reconnectDelay(attempt: number, minMs: number, maxMs: number, random: number): number {
+  const base = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(base / 2 + random * (base / 2));
+}
+
 const KNOWN_EVENT_LABELS = new Set(['Cdr', 'FullyBooted', 'Shutdown', 'Reload', 'CEL', 'Hangup', 'Newchannel']);
 
 export class AmiClient extends EventEmitter<AmiClientEvents> {
@@ -334,6 +343,7 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
 
   /** Ends the current connection (if any), fails its pending actions, and schedules the next attempt. */
   private teardown(why: string): void {
+    if (this.socket === undefined && this._state === 'waiting') return; // already torn down (timer and close raced)
     const reason = this._state === 'stopped' ? 'stopped' : why;
     clearTimeout(this.connectTimer);
     clearTimeout(this.pingTimer);
@@ -357,9 +367,7 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
       this.metrics?.amiConnects.inc({ box: this.box, result: 'error' });
     }
     if (this._state === 'stopped' || this._state === 'failed') return;
-    const base = Math.min(this.o.reconnectMaxMs, this.o.reconnectMinMs * 2 ** Math.min(this.attempt, 30));
-    // "Equal jitter": at least half the back-off, so boxes restarted together do not reconnect in lock-step.
-    const delay = Math.round(base / 2 + this.random() * (base / 2));
+    const delay = reconnectDelay(this.attempt, this.o.reconnectMinMs, this.o.reconnectMaxMs, this.random());
     this.attempt++;
     this.setState('waiting');
     this.log?.debug({ delay, attempt: this.attempt, reason }, 'AMI reconnect scheduled');
