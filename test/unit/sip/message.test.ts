@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  createRequest, createResponse, newBranch, newCallId, newTag, parseOrThrow, parseUri, formatUri, splitList,
+  canonicalName, createRequest, createResponse, newBranch, newCallId, newTag, parseOrThrow, parseUri, formatUri, splitList,
   type SipRequest, type SipResponse,
 } from '../../../src/sip/index.js';
 
@@ -158,6 +158,25 @@ describe('building messages', () => {
     for (const b of branches) expect(b).toMatch(/^z9hG4bK[A-Za-z0-9_-]{22}$/);
     expect(newTag()).toMatch(/^[0-9a-f]{16}$/);
     expect(newCallId('h.example')).toMatch(/^[A-Za-z0-9_-]{22}@h\.example$/);
+  });
+});
+
+describe('header names', () => {
+  it('expands every compact form, in either case', () => {
+    const expected: Record<string, string> = {
+      i: 'call-id', f: 'from', t: 'to', v: 'via', m: 'contact', l: 'content-length', c: 'content-type', k: 'supported',
+      s: 'subject', e: 'content-encoding', o: 'event', u: 'allow-events', r: 'refer-to', b: 'referred-by',
+      x: 'session-expires', y: 'identity', a: 'accept-contact', j: 'reject-contact', d: 'request-disposition', n: 'identity-info',
+    };
+    for (const [c, full] of Object.entries(expected)) {
+      expect(canonicalName(c)).toBe(full);
+      expect(canonicalName(c.toUpperCase())).toBe(full);
+      expect(canonicalName(full.toUpperCase())).toBe(full);
+    }
+    const m = parseOrThrow(readFileSync(join(DIR, 'valid-invite.sip')).toString('latin1').replace('Contact:', 'r: <sip:x@y>\r\nB: <sip:z@w>\r\ny: abc\r\nContact:'));
+    expect(m.getHeader('Refer-To')).toBe('<sip:x@y>');
+    expect(m.getHeader('referred-by')).toBe('<sip:z@w>');
+    expect(m.getHeader('IDENTITY')).toBe('abc');
   });
 });
 

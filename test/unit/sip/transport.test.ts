@@ -260,4 +260,23 @@ describe('transactions over real sockets', () => {
     expect(serverSide.map((s) => s.req.method)).toEqual(['INVITE']); // the ACK was absorbed
     expect(serverSide[0]!.st!.state).toBe('confirmed');
   });
+
+  it('BYE → 200 over TCP between two transports: the response comes back on the connection the request opened', async () => {
+    const timers = { t1Ms: 200, t2Ms: 1600, t4Ms: 500, inviteTimeoutMs: 5000, noResponseTimeoutMs: 4000 };
+    const uas = await startTransport([{ proto: 'tcp', host: '127.0.0.1', port: 0 }]);
+    const uac = await startTransport([{ proto: 'tcp', host: '127.0.0.1', port: 0 }]);
+    const sLayer = new TransactionLayer({ transport: uas.t, timers, logger: silentLogger() }, {
+      onRequest: (req, st) => { st?.respond(createResponse(req, 200)); },
+    });
+    const cLayer = new TransactionLayer({ transport: uac.t, timers, logger: silentLogger() }, { onRequest: () => undefined });
+    closers.push(() => { sLayer.close(); cLayer.close(); });
+    const bye = parseOrThrow(invite('placeholder').replace(/INVITE/g, 'BYE')) as SipRequest;
+    const res = await new Promise<SipResponse>((resolve) => {
+      cLayer.sendRequest(bye, { proto: 'tcp', address: '127.0.0.1', port: uas.t.listeners()[0]!.port }, { onResponse: (r) => resolve(r) });
+    });
+    expect(res.status).toBe(200);
+    expect(res.topVia?.transport).toBe('TCP');
+    expect(uac.t.tcpConnectionCount).toBe(1);
+    expect(uas.t.tcpConnectionCount).toBe(1);
+  });
 });
