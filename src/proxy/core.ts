@@ -46,6 +46,9 @@ export interface Authorization {
   maxDurationSec?: number;
 }
 
+/** Why a request was dropped, as a bounded metric label (the free-text reason goes to the log). */
+export type DropKind = 'screen' | 'auth' | 'no-transaction';
+
 /** One incoming request as the script sees it. */
 export interface Inbound {
   readonly req: SipRequest;
@@ -217,8 +220,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   }
 
   /** Says nothing (banned source, ACK nobody wants); the server transaction, if any, is forgotten. */
-  drop(inb: Inbound, reason: string): void {
-    this.metrics?.sipDropped.inc({ reason: reason.split(' ')[0]!.toLowerCase() });
+  drop(inb: Inbound, reason: string, kind: DropKind): void {
+    this.metrics?.sipDropped.inc({ reason: kind });
     this.log.debug({ callId: inb.facts.callId, method: inb.req.method, reason }, 'request dropped');
     inb.st?.terminate(false);
   }

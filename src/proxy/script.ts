@@ -31,7 +31,7 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     // ---- screening: banned sources, floods, scanners; before we say anything about ourselves -----
     if (hooks.screen) {
       const s = hooks.screen(facts);
-      if (s.kind === 'drop') return core.drop(inb, s.reason);
+      if (s.kind === 'drop') return core.drop(inb, s.reason, 'screen');
       if (s.kind === 'reject') return reply(s.status, s.reason, s.headers);
     }
 
@@ -45,14 +45,14 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
         return core.relayInDialog(inb, lr.nextHopUri, lr.outProto, lr.ftag);
       }
       if (lr.kind === 'forged') log.warn({ callId: facts.callId, source: facts.source }, 'in-dialog request with a Route we did not issue');
-      if (req.method === 'ACK') return core.drop(inb, 'ACK not routable');
+      if (req.method === 'ACK') return core.drop(inb, 'ACK not routable', 'no-transaction');
       if (lr.kind === 'bad') return reply(400, lr.reason);
       return reply(404, 'Not here');
     }
 
     // ---- CANCEL and ACK that matched nothing -----------------------------------------------------
     if (req.method === 'CANCEL') return reply(481, 'Call/Transaction Does Not Exist');
-    if (req.method === 'ACK') return core.drop(inb, 'ACK without matching transaction');
+    if (req.method === 'ACK') return core.drop(inb, 'ACK without matching transaction', 'no-transaction');
 
     // ---- initial requests ------------------------------------------------------------------------
     if (req.method !== 'INVITE') {
@@ -77,7 +77,7 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     const a = await hooks.authenticate(facts);
     if (a.kind === 'challenge') return reply(a.status, undefined, a.headers);
     if (a.kind === 'reject') return reply(a.status, a.reason, a.headers);
-    if (a.kind === 'drop') return core.drop(inb, a.reason);
+    if (a.kind === 'drop') return core.drop(inb, a.reason, 'auth');
     const auth: Authenticated = { method: a.method, accountcode: a.accountcode, cardId: a.cardId, username: a.username };
 
     // Every P-Accountcode the caller sent goes (any case, compact, repeated, comma-joined); ours is the only one.
