@@ -180,7 +180,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       cleanups.push(() => mgmt!.close());
     }
 
-    log.info({ sip: proxy.addresses.map((a) => `${a.proto}:${a.address}:${a.port}`), mgmt: mgmt?.url, ami: config.ami.boxes.map((b) => b.name) }, 'a2b-gateway started');
+    log.info({ sip: proxy.addresses.map((a) => `${a.proto}:${a.address}:${a.port}`), mgmt: mgmt?.url(), ami: config.ami.boxes.map((b) => b.name) }, 'a2b-gateway started');
     let stopping: Promise<void> | undefined;
     return {
       config, db, metrics, proxy, auth, dispatch, billing, dialogs, accounting, ami, reconcile, mgmt,
