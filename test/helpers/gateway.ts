@@ -100,6 +100,11 @@ export interface StartOptions {
   /** Destination set of this gateway (dispatch.setId); callee rows default to it. */
   setId?: number;
   config?: ConfigOverrides;
+  /**
+   * Listen on a random fixed port in [min, max] (UDP and TCP alike) instead of port 0, retried on a clash.
+   * For third-party tools that mangle 5-digit ports (sipsak 0.9.8.1 drops the last digit).
+   */
+  sipPortRange?: [number, number];
 }
 
 export async function startTestGateway(opts: StartOptions = {}): Promise<TestGateway> {
@@ -156,8 +161,21 @@ export async function startTestGateway(opts: StartOptions = {}): Promise<TestGat
       reconcile: { enabled: false },
       mgmt: { enabled: true, host: '127.0.0.1', port: 0 },
     };
-    const config = validateConfig(deepMerge(base, opts.config ?? {}), 'e2e test config');
-    gw = await startGateway({ config, log: silentLogger() });
+    const merged = deepMerge(base, opts.config ?? {});
+    const range = opts.sipPortRange;
+    for (let attempt = 0; ; attempt++) {
+      if (range) {
+        const port = range[0] + Math.floor(Math.random() * (range[1] - range[0] + 1));
+        merged.sip.listen = [{ proto: 'udp', host: '127.0.0.1', port }, { proto: 'tcp', host: '127.0.0.1', port }];
+      }
+      const config = validateConfig(merged, 'e2e test config');
+      try {
+        gw = await startGateway({ config, log: silentLogger() });
+        break;
+      } catch (e) {
+        if (!range || attempt >= 20) throw e;
+      }
+    }
   } catch (e) {
     for (const c of callees) await c.ua.close();
     await rm(dir, { recursive: true, force: true });
