@@ -185,6 +185,8 @@ class Writer<R> implements BatchWriter<R> {
   private downSince = 0;
   private lastDownLog = 0;
   private sqlCache = new Map<string, string>();
+  private deadLetterText = '';
+  private deadLetterWrite: Promise<void> = Promise.resolve();
 
   private st = {
     written: 0, duplicates: 0, batches: 0, writeErrors: 0, journalErrors: 0, corruptLines: 0,
@@ -324,6 +326,7 @@ class Writer<R> implements BatchWriter<R> {
   private async closeJournal(): Promise<void> {
     // Whatever MySQL did not take is in the journal for the next start (or, journal broken, lost: say so).
     await this.journalMemory();
+    await this.deadLetterWrite;
     const left = this.mem.length - this.head;
     if (left > 0) this.log.error({ lost: left }, 'close: records could be written neither to MySQL nor to the journal');
     for (const s of [...this.segments]) {
@@ -698,8 +701,22 @@ class Writer<R> implements BatchWriter<R> {
         rows.push(this.spec.toRow(rec));
       } catch (e) {
         this.st.rejected++;
-        this.log.error({ err: describeError(e), record: rec as unknown }, 'record rejected by the row mapper');
+        this.log.error({ err: describeError(e), record: rec as unknown }, 'record rejected by the row mapper: kept in dead-letter.jsonl');
+        let json: string;
+        try {
+          json = JSON.stringify(rec) ?? String(rec);
+        } catch {
+          json = JSON.stringify(String(rec));
+        }
+        this.deadLetterText += `{"at":${JSON.stringify(new Date().toISOString())},"table":${JSON.stringify(this.spec.table)},"record":${json},"error":${JSON.stringify(describeError(e))}}\n`;
       }
+    }
+    if (this.deadLetterText) {
+      const text = this.deadLetterText;
+      this.deadLetterText = '';
+      this.deadLetterWrite = this.deadLetterWrite
+        .then(() => appendFile(join(this.dir, 'dead-letter.jsonl'), text))
+        .catch((e: unknown) => this.log.error({ err: describeError(e) }, 'cannot write dead-letter.jsonl'));
     }
     return rows;
   }

@@ -211,6 +211,17 @@ describe('batched writer on MariaDB', () => {
       expect(dead).toHaveLength(1);
       expect(dead[0]!.row[2]).toBe(3);
       expect(dead[0]!.error).toMatch(/poisoned row/);
+
+      // A record the row mapper cannot map never reaches MySQL and is kept beside the other refused rows.
+      const w2 = await open(dir);
+      w2.enqueue(probe('poison', 10));
+      w2.enqueue(null as never); // the mapper throws on it
+      await w2.flush();
+      await w2.close();
+      expect(w2.stats()).toMatchObject({ rejected: 1, written: 1 });
+      const lines = (await readFile(join(dir, 'probe', 'dead-letter.jsonl'), 'utf8')).trim().split('\n');
+      expect(lines).toHaveLength(2);
+      expect(JSON.parse(lines[1]!)).toMatchObject({ table: 'store_probe', record: null });
     } finally {
       await t.db.query('DROP TRIGGER IF EXISTS store_probe_poison');
     }
