@@ -139,6 +139,24 @@ describe('calls the dialplan way', () => {
     expect((await ccCalls()).length).toBe(before);
   });
 
+  test('CANCEL while ringing → 487 and cancel cause; no answer → 480 and cause 3; fail → the status and cause 6', async () => {
+    ast.setBehaviour({ kind: 'answer', ringMs: 5000, talkMs: 100 });
+    const c = call('15551234567', [['P-Accountcode', SEED.cards.alice.username]]);
+    await c.status(180);
+    expect((await c.cancel().final()).status).toBe(200);
+    expect((await c.final()).status).toBe(487);
+    await ast.idle();
+    expect(ast.record.calls.at(-1)).toMatchObject({ outcome: 'cancelled', endedBy: 'caller' });
+    expect(ast.record.calls.at(-1)!.ccCalls[0]).toMatchObject({ cause: 4, sessiontime: 0 });
+    ast.setBehaviour({ kind: 'noanswer', ringMs: 30 });
+    expect((await call('15551234567', [['P-Accountcode', SEED.cards.alice.username]]).final()).status).toBe(480);
+    ast.setBehaviour({ kind: 'fail', status: 404 });
+    expect((await call('15551234567', [['P-Accountcode', SEED.cards.alice.username]]).final()).status).toBe(404);
+    await ast.idle();
+    expect(ast.record.calls.slice(-2).map((x) => `${x.outcome}/${x.ccCalls[0]!.cause}/${x.cdrs[0]!.disposition}`))
+      .toEqual(['noanswer/3/NO ANSWER', 'failed/6/FAILED']);
+  });
+
   test('an unknown account code: the AGI writes no cc_call, the Cdr still carries the account code', async () => {
     ast.setBehaviour({ kind: 'answer', ringMs: 0, talkMs: 50 });
     const c = call('15551234567', [['P-Accountcode', SEED.handmade.accountcode]]);
