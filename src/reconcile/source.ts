@@ -16,6 +16,16 @@ export interface StreamCursor<T> extends Cursor<T> {
   close(): Promise<void>;
 }
 
+/** Gives a connection back to the pool with the session settings reset (other modules share the pool). */
+export async function releaseClean(conn: DbConn): Promise<void> {
+  try {
+    await conn.query(Q.RESET_SESSION);
+    conn.release();
+  } catch {
+    conn.destroy();
+  }
+}
+
 function cursorOver<T>(conn: DbConn, stream: Readable): StreamCursor<T> {
   let ended = false;
   let failure: Error | undefined;
@@ -52,7 +62,7 @@ function cursorOver<T>(conn: DbConn, stream: Readable): StreamCursor<T> {
     async close() {
       if (closed) return;
       closed = true;
-      if (ended && !failure) conn.release();
+      if (ended && !failure) await releaseClean(conn);
       else {
         // Unread rows are still on the wire: the connection cannot go back to the pool.
         stream.destroy();
@@ -68,7 +78,7 @@ export async function openStream<T>(db: Db, sql: string, params: unknown[], opts
     await conn.query(Q.SET_UTC);
     if (opts.sortBufferBytes) await conn.query(Q.SET_SORT, [opts.sortBufferBytes]);
   } catch (e) {
-    conn.release();
+    await releaseClean(conn);
     throw e;
   }
   const cb = conn.connection as unknown as CallbackConnection;
@@ -107,7 +117,7 @@ async function withUtc<T>(db: Db, fn: (c: DbConn) => Promise<T>): Promise<T> {
     await conn.query(Q.SET_UTC);
     return await fn(conn);
   } finally {
-    conn.release();
+    await releaseClean(conn);
   }
 }
 

@@ -4,6 +4,7 @@
 
 import type { Db, DbConn } from '../db/pool.js';
 import * as Q from '../db/queries/reconcile.js';
+import { releaseClean } from './source.js';
 import type { CallResult } from './types.js';
 import type { BillingWindow } from './window.js';
 
@@ -43,7 +44,7 @@ export async function beginRun(db: Db, w: BillingWindow, startedAt: string, batc
       try {
         await fn();
       } finally {
-        conn.release();
+        await releaseClean(conn);
       }
     };
     return {
@@ -68,7 +69,7 @@ export async function beginRun(db: Db, w: BillingWindow, startedAt: string, batc
     };
   } catch (e) {
     await conn.rollback().catch(() => undefined);
-    conn.release();
+    await releaseClean(conn);
     throw e;
   }
 }

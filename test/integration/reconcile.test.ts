@@ -98,6 +98,13 @@ describe('reconciliation against MariaDB', () => {
     const [[{ n: after }]] = (await gwDb.query('SELECT COUNT(*) AS n FROM gw_reconcile_item')) as unknown as [[{ n: number }]];
     expect(Number(after)).toBe(Number(before));
     expect((await items(r1.runId))).toHaveLength(0);
+    // Connections go back to the shared pool with the server's session settings (time zone, sort buffer).
+    const conns = await Promise.all(Array.from({ length: 8 }, () => gwDb.getConnection()));
+    for (const c of conns) {
+      const [[v]] = (await c.query('SELECT @@session.time_zone = @@global.time_zone AS tz, @@session.sort_buffer_size = @@global.sort_buffer_size AS sb')) as unknown as [[{ tz: number; sb: number }]];
+      expect(v).toEqual({ tz: 1, sb: 1 });
+    }
+    conns.forEach((c) => c.release());
     expect(await items(r2.runId)).toHaveLength(r2.summary.discrepancies);
   });
 

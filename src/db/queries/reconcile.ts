@@ -14,6 +14,8 @@ export const SET_UTC = "SET time_zone = '+00:00'";
  * needs no privilege. Param: sort buffer bytes.
  */
 export const SET_SORT = 'SET SESSION max_length_for_sort_data = 16384, sort_buffer_size = ?';
+/** Before a connection goes back to the shared pool: the session settings above back to the server's. */
+export const RESET_SESSION = 'SET SESSION time_zone = DEFAULT, max_length_for_sort_data = DEFAULT, sort_buffer_size = DEFAULT';
 
 /** A2Billing's uniqueid with the +1000000000-per-retry offsets removed (mirrors baseUniqueid() in types.ts). */
 const BASE_UID = `IF(c.uniqueid REGEXP '^[0-9]{9,11}[.][0-9]+$',
