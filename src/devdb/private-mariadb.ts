@@ -1,7 +1,7 @@
 // A private, throw-away MariaDB for tests and the demo: own datadir in a temp folder, loopback only,
 // a free port, no effect on any system instance. Installs Debian's mariadb-server when mariadbd is missing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,11 +78,14 @@ export async function startPrivateMariaDb(opts: { log?: (msg: string) => void; b
   const errLog = join(dir, 'error.log');
   const port = await freePort();
   const user = process.getuid?.() === 0 ? ['--user=root'] : [];
-  const init = spawnSync('mariadb-install-db', ['--no-defaults', `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...user], { encoding: 'utf8' });
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp);
+  // Own tmpdir: concurrent instances (parallel test files) otherwise collide on temporary table files in /tmp.
+  const init = spawnSync('mariadb-install-db', ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${tmp}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...user], { encoding: 'utf8' });
   if (init.status !== 0) throw new GwError('GW_ERR_PRIVATE_DB', `mariadb-install-db failed: ${(init.stderr || init.stdout).trim().split('\n').slice(-3).join(' | ')}`);
   const cnf = join(dir, 'my.cnf');
   writeFileSync(cnf, [
-    '[mysqld]', `datadir=${dataDir}`, `socket=${socket}`, `port=${port}`, 'bind-address=127.0.0.1', `log-error=${errLog}`,
+    '[mysqld]', `datadir=${dataDir}`, `tmpdir=${tmp}`, `socket=${socket}`, `port=${port}`, 'bind-address=127.0.0.1', `log-error=${errLog}`,
     `pid-file=${join(dir, 'mysqld.pid')}`, 'skip-name-resolve', 'innodb_buffer_pool_size=256M', 'innodb_flush_log_at_trx_commit=2',
     'innodb_log_file_size=128M', 'max_connections=500', 'character-set-server=utf8mb4', 'collation-server=utf8mb4_general_ci',
     'sql_mode=STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', 'skip-log-bin', '',
