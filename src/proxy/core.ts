@@ -109,6 +109,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   private readonly releases = new Map<string, () => void>();
   /** Snapshots of answered calls still up (for `ended.dialog`), by Call-ID. */
   private readonly dialogs = new Map<string, DialogInfo>();
+  /** Branches we gave up on without a final (no response, transport error), for 64*T1: a late 2xx is hung up. */
+  private readonly abandoned = new Map<string, { req: SipRequest; dest: Destination; timer: NodeJS.Timeout }>();
   private readonly pending = new Set<{ timer: NodeJS.Timeout; ct: ClientTransaction | undefined; done: (s: number) => void }>();
   stopping = false;
   private script: (inb: Inbound) => Promise<void> = async () => undefined;
@@ -167,6 +169,12 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   onStrayResponse(res: SipResponse): void {
     const via = res.tryTopVia();
     const cseq = res.tryCSeq();
+    const gone = via?.branch !== undefined ? this.abandoned.get(via.branch) : undefined;
+    if (gone && cseq?.method === 'INVITE' && res.status >= 200 && res.status < 300) {
+      // A box answered after we failed over: the caller is on another branch (or got our answer). Hang it up.
+      this.hangUpLate(gone.req, gone.dest, res);
+      return;
+    }
     if (via && cseq?.method === 'INVITE' && res.status >= 200 && res.status < 300
       && this.identity.hosts.has(via.host.toLowerCase()) && this.identity.ports.has(via.port ?? 5060)) {
       res.popVia();
@@ -360,6 +368,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
       onTimeout: (kind) => this.onBranchTimeout(f, b, kind),
       onTransportError: (err) => {
         if (f.branch !== b || f.done) return;
+        this.abandon(b);
         this.branchFailed(f, b.hop, { kind: 'transport', message: err.message }, 503, 'Transport Error');
       },
     });
@@ -415,8 +424,38 @@ export class ProxyCore implements ProxyActions, TransactionUser {
         return;
       default:
         // no response at all (fr_timer), Timer B or Timer F: the hop is dead → next one
+        this.abandon(b);
         this.branchFailed(f, b.hop, { kind: 'timeout' }, 408, 'Request Timeout');
     }
+  }
+
+  /** Remembers an INVITE branch given up without a final response, so a late 2xx from it can be hung up. */
+  private abandon(b: Branch): void {
+    const ct = b.ct;
+    if (!ct || !ct.isInvite || this.stopping) return;
+    const timer = setTimeout(() => this.abandoned.delete(ct.branch), 64 * this.cfg.t1Ms);
+    this.abandoned.set(ct.branch, { req: ct.request, dest: ct.destination, timer });
+  }
+
+  /** ACK and BYE for a 2xx nobody upstream will take (RFC 3261 §16.7 leaves it to us to end that dialog). */
+  private hangUpLate(inv: SipRequest, dest: Destination, res: SipResponse): void {
+    const callId = res.getHeader('call-id') ?? '';
+    const target = res.contacts?.[0]?.uriRaw;
+    const local = this.transport.localAddress(dest.proto);
+    this.log.warn({ callId, dest }, 'late 2xx on an abandoned branch: ACK and BYE');
+    if (!target || !local) return;
+    // Route set towards the box: Record-Route entries above ours (proxies after us), in reverse.
+    const ours = (v: string): boolean => this.isMyself(routeUri(v));
+    const rr = res.headerValues('record-route');
+    const idx = rr.findIndex(ours);
+    const route = (idx > 0 ? rr.slice(0, idx) : []).reverse();
+    const seq = inv.tryCSeq()?.seq ?? 1;
+    const common = { uri: target, from: inv.getHeader('from') ?? '', to: res.getHeader('to') ?? '', callId, route, maxForwards: this.cfg.maxForwards };
+    const ack = createRequest({ method: 'ACK', cseq: seq, ...common });
+    ack.pushVia(formatVia(dest.proto, local.host, local.port, `;branch=${newBranch()}`));
+    this.layer.sendStateless(ack, dest).catch((e: unknown) => this.sendFailed(e, callId));
+    const bye = createRequest({ method: 'BYE', cseq: seq + 1, ...common, headers: [['Reason', 'SIP;cause=408;text="answered after failover"']] });
+    this.layer.sendRequest(bye, dest, { onResponse: () => undefined }, { timerC: false });
   }
 
   /** One attempt failed: report, then try the next hop (initial requests) or answer. */
@@ -661,6 +700,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     }
     this.forwardings.clear();
     for (const p of [...this.pending]) p.done(0);
+    for (const a of this.abandoned.values()) clearTimeout(a.timer);
+    this.abandoned.clear();
   }
 
   /** Clears every transaction timer (after shutdown had a moment to flush its answers). */

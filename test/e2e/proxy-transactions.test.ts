@@ -215,6 +215,30 @@ describe('proxy: transactions', () => {
     expect(gw.hooks.failures.map((f) => [f.target.id, f.failure.kind])).toEqual([['dead', 'timeout']]);
   });
 
+  it('a box that answers 200 after we failed over is ACKed and hung up; the caller only sees the other box', async () => {
+    const a = await startCallee({ id: 'slow', behaviour: { kind: 'answer', delayMs: 450 } });
+    const b = await startCallee({ id: 'fast', behaviour: { kind: 'answer', ringMs: 5 } });
+    track(a.ua);
+    track(b.ua);
+    const gw = await startGateway({ targets: [a.target, b.target], sip: { noResponseTimeoutMs: 200 } });
+    track(gw.proxy);
+    const caller = track(await SipUa.start({ name: 'alice' }));
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    const ok = await call.final();
+    expect(ok.status).toBe(200);
+    call.ack();
+    const inviteA = a.ua.requests('INVITE')[0]!;
+    const ack = await a.ua.waitRequest('ACK', 3000);
+    const bye = await a.ua.waitRequest('BYE', 3000);
+    expect(ack.callId).toBe(inviteA.callId);
+    expect(bye.header('reason')).toContain('answered after failover');
+    expect(a.ua.dialogs[0]!.ended.by).toBe('remote');
+    await sleep(100);
+    const oks = call.responses.filter((r) => r.status === 200);
+    expect(new Set(oks.map((r) => r.toTag))).toEqual(new Set([ok.toTag]));
+    expect(b.ua.requests('BYE')).toEqual([]);
+  });
+
   it('answers 503 with Retry-After when every target failed', async () => {
     const a = await startCallee({ id: 'a', behaviour: { kind: 'reject', status: 500, reason: 'Oops' } });
     track(a.ua);
