@@ -78,6 +78,22 @@ describe('issue 4: authentication through the whole gateway', () => {
     }
   });
 
+  it('digest over TCP works the same (challenge and answer on the connection)', async () => {
+    const caller = await h.caller({ host: '127.0.0.1', proto: 'tcp' });
+    const { second } = await digestInvite(caller, { to: h.ruri('15551230020', 'tcp'), via: h.tcp, ...ALICE });
+    expect((await finish(second)).status).toBe(200);
+    expect(atCallee(second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+  });
+
+  it('alice\'s valid credentials under someone else\'s From user are refused (403): no billing another account', async () => {
+    const caller = await h.caller();
+    const to = h.ruri('15551230021');
+    const ch = challengesOf(await caller.invite({ to, via: h.udp, from: `sip:${BOB}@${caller.host}` }).final())[0]!;
+    const call = caller.invite({ to, via: h.udp, from: `sip:${BOB}@${caller.host}`, headers: [['Proxy-Authorization', digestAnswer(ch, { method: 'INVITE', uri: to, ...ALICE })]] });
+    expect((await call.final()).status).toBe(403);
+    expect(atCallee(call.callId)).toBeUndefined();
+  });
+
   it('wrong password: 403 Forbidden, and the callee never sees the INVITE', async () => {
     const caller = await h.caller();
     const { second } = await digestInvite(caller, { to: h.ruri('15551230004'), via: h.udp, user: ALICE.user, password: 'not-her-password' });
@@ -106,6 +122,9 @@ describe('issue 4: authentication through the whole gateway', () => {
       ['P-ACCOUNTCODE', '7777000004, 8888000005'],
       ['P-AccountCode', '9999999999'],
       ['p-AcCoUnTcOdE', '1111111111,2222222222'],
+      // RFC 3261 HCOLON allows blanks before the colon: still the same header
+      ['P-Accountcode ', '3333333333'],
+      ['P-Accountcode\t', '4444444444'],
     ];
     // IP-authenticated (bob) ...
     const bob = await h.caller({ host: '127.0.0.2' });
@@ -119,7 +138,7 @@ describe('issue 4: authentication through the whole gateway', () => {
       expect(inv.headerLines('p-accountcode')).toEqual([expected]);
       const lines = inv.raw.split('\r\n').filter((l) => /^\s*p-accountcode\s*:/i.test(l));
       expect(lines).toEqual([`P-Accountcode: ${expected}`]);
-      for (const bogus of ['6666000003', '7777000004', '8888000005', '9999999999', '1111111111', '2222222222']) expect(inv.raw).not.toContain(bogus);
+      for (const bogus of ['6666000003', '7777000004', '8888000005', '9999999999', '1111111111', '2222222222', '3333333333', '4444444444']) expect(inv.raw).not.toContain(bogus);
     }
     // In-dialog requests from the caller cannot smuggle one either.
     const d = (await h.caller({ host: '127.0.0.2' }));
