@@ -229,4 +229,24 @@ describe('issue 5: load balancing through the whole gateway', () => {
     expect(calls.samples.find((x) => x.labels.event === 'started')?.value).toBeGreaterThan(100);
     expect(fams.get('a2b_sip_requests_total')!.samples.find((x) => x.labels.method === 'INVITE')?.value).toBeGreaterThan(100);
   });
+
+  it('a persisted admin state is written to gw_dispatcher and survives a reload; a new row joins on POST /reload/dispatcher', async () => {
+    const b2 = hash.callees[1]!;
+    expect((await mgmt(`/dispatcher/${b2.id}/state`, { state: 'disabled', persist: true })).status).toBe(200);
+    const rowState = async (id: string): Promise<number> => {
+      const [rows] = await db.db.query('SELECT state FROM gw_dispatcher WHERE id = ?', [Number(id)]);
+      return Number((rows as Array<{ state: number }>)[0]!.state);
+    };
+    expect(await rowState(b2.id)).toBe(3);
+    const b4 = await hash.addCallee({ behaviour: BUSY });
+    expect((await mgmt('/reload/dispatcher', {})).status).toBe(200);
+    const states = new Map((await mgmt('/dispatcher')).json.destinations.map((d: { id: string; state: string }) => [d.id, d.state]));
+    expect(states.get(b2.id)).toBe('disabled');
+    expect(states.get(b4.id)).toBe('active');
+    const counts = await spread(hash, 24);
+    expect(counts[1]).toBe(0);
+    expect(counts[3]).toBeGreaterThan(0);
+    expect((await mgmt(`/dispatcher/${b2.id}/state`, { state: 'active', persist: true })).status).toBe(200);
+    expect(await rowState(b2.id)).toBe(0);
+  });
 });
