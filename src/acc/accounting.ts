@@ -260,15 +260,23 @@ class AccountingImpl implements Accounting {
       c = this.calls.get(stateKey(ev.callId, ev.toTag));
       otherTag = ev.fromTag;
     }
+    let known = true;
     if (c) {
       this.calls.delete(stateKey(c.callId, c.callerTag));
       if (!c.calleeTag) c.calleeTag = otherTag;
+      if (c.answered === null && ev.dialog) {
+        // The answer was not reported to us; the dialog snapshot knows when it happened.
+        c.answered = ev.dialog.answeredAt;
+        c.sipCode = 200;
+        if (!c.destination) c.destination = ev.dialog.targetId;
+      }
     } else {
       this.st.unknownEnds++;
       c = ev.dialog ? this.fromDialog(ev.dialog) : undefined;
       if (!c) {
         this.o.log.warn({ callId: ev.callId, reason: ev.reason }, 'dialog ended that accounting never saw start: BYE accounted, no CDR');
         c = this.bare(ev.callId, ev.fromTag, ev.toTag, ev.at);
+        known = false;
       }
     }
     // The BYE as it went on the wire: from the callee when the callee hung up.
@@ -279,10 +287,9 @@ class AccountingImpl implements Accounting {
       callId: c.callId, sipCode: ev.status ?? 200, sipReason: ev.statusReason ?? (ev.status === undefined ? 'OK' : ''), time: ev.at,
       ...this.parties(c), destination: c.destination, attempt: Math.max(1, c.attempts),
     });
-    if (c.answered === null) {
-      // No answer known and no dialog snapshot: the CDR cannot be right, so none is written.
-      return;
-    }
+    // A call we never saw start and that brought no snapshot: nothing true can be said in a CDR.
+    if (!known) return;
+    // (A call we saw start but never saw answered gets a CDR with no answer time and duration 0.)
     this.writeCdr(c, ev.at, ev.reason, c.sipCode || 200);
   }
 

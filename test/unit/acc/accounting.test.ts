@@ -227,6 +227,16 @@ describe('call state', () => {
     expect(a.stats().unknownEnds).toBe(1);
   });
 
+  it('an `ended` for a call whose answer was not reported takes the answer time from the snapshot', () => {
+    const { a, out } = setup();
+    const f = facts();
+    a.onCallEvent({ type: 'start', facts: f, auth: alice, at: T0 });
+    a.onCallEvent({ type: 'ended', callId: f.callId, fromTag: f.fromTag, toTag: 'as5e1b2c', reason: 'bye-caller', at: T0 + 9000, dialog: dialog(f, box1, T0, T0 + 1000) });
+    a.onCallEvent({ type: 'start', facts: facts({ callId: 'nosnap' }), auth: alice, at: T0 });
+    a.onCallEvent({ type: 'ended', callId: 'nosnap', fromTag: f.fromTag, toTag: 'x', reason: 'bye-caller', at: T0 + 9000 });
+    expect(out.cdr.map((r) => [r.callId, r.answered, r.durationSec, r.accountcode])).toEqual([[f.callId, T0 + 1000, 8, '4242424242'], ['nosnap', null, 0, '4242424242']]);
+  });
+
   it('an `ended` for an unknown dialog without snapshot: BYE accounted, no invented CDR', () => {
     const { a, out } = setup();
     a.onCallEvent({ type: 'ended', callId: 'ghost', fromTag: 'a', toTag: 'b', reason: 'bye-caller', at: T0 });
