@@ -9,6 +9,11 @@ import type { Metrics } from '../metrics.js';
 import { backfillFromCdrTable, type BackfillResult } from './backfill.js';
 import { AmiClient, type AmiState } from './client.js';
 import { AmiStore } from './store.js';
+import { SELECT_LAST_SESSION_END } from '../db/queries/ami.js';
+import { sqlDateTime } from '../store/index.js';
+
+/** The longest blind interval read back automatically after a gateway restart (older gaps: the backfill CLI). */
+const MAX_START_GAP_MS = 24 * 3600_000;
 
 type AmiConfig = Config['ami'];
 type BoxConfig = AmiConfig['boxes'][number];
@@ -58,6 +63,7 @@ export class AmiConnector {
         st.upSince = u.at;
         o.store.sessionUp(b.name, u.at);
         if (st.downAt > 0) this.fillGap(b, st.downAt, u.at);
+        else this.fillStartGap(b, u.at);
       });
       c.on('down', (d) => {
         st.upSince = 0;
@@ -105,6 +111,27 @@ export class AmiConnector {
     if (!this.o.ami.gapBackfill || !b.cdrDbUrl || !this.o.db || this.stopped) return;
     const p = this.backfillWindow(b.name, downAt, upAt).catch((e: unknown) => {
       this.o.log.warn({ box: b.name, err: describeError(e) }, 'AMI gap backfill failed; run `a2b-gateway backfill` later');
+    });
+    this.backfills.add(p);
+    void p.finally(() => this.backfills.delete(p));
+  }
+
+  /**
+   * First login after the gateway started: AMI was blind since the last recorded session of this box ended (the
+   * gateway was stopped or crashed). That interval, at most MAX_START_GAP_MS, is read from the cdr table too.
+   */
+  private fillStartGap(b: BoxConfig, upAt: number): void {
+    if (!this.o.ami.gapBackfill || !b.cdrDbUrl || !this.o.db || this.stopped) return;
+    const db = this.o.db;
+    const p = (async () => {
+      const [rows] = await db.query(SELECT_LAST_SESSION_END, [b.name, sqlDateTime(upAt)]);
+      const last = (rows as Array<{ last_end: string | null }>)[0]?.last_end;
+      if (!last) return; // never connected before: nothing is known to be missing
+      const from = Math.max(Date.parse(`${last.replace(' ', 'T')}Z`), upAt - MAX_START_GAP_MS);
+      if (Number.isNaN(from) || from >= upAt) return;
+      await this.backfillWindow(b.name, from, upAt);
+    })().catch((e: unknown) => {
+      this.o.log.warn({ box: b.name, err: describeError(e) }, 'AMI start-gap backfill failed; run `a2b-gateway backfill` later');
     });
     this.backfills.add(p);
     void p.finally(() => this.backfills.delete(p));

@@ -195,6 +195,21 @@ describe('backfill', () => {
     ]);
   });
 
+  test('after a gateway restart the interval since the last recorded session is filled from the cdr table', async () => {
+    await t.db.query(CDR_DDL);
+    const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+    const now = Date.now();
+    await t.db.query("INSERT INTO gw_ami_session (box, instance, connected_at, disconnected_at, reason) VALUES ('box-r', 'old', ?, ?, 'gateway shutdown')",
+      [iso(now - 600_000), iso(now - 60_000)]);
+    await t.db.query('INSERT INTO cdr (calldate, clid, src, dst, dcontext, channel, dstchannel, lastapp, lastdata, duration, billsec, disposition, amaflags, accountcode, uniqueid, userfield, linkedid, sequence) VALUES ?',
+      [[cdrRow('1795600000.1', iso(now - 30_000), 0), cdrRow('1795600000.2', iso(now - 900_000), 0)]]);
+    const h = await setup('box-r', 'r', { gapMarginSec: 5 }, { cdrDbUrl: t.url });
+    await until(async () => (await rows('box-r')).length === 1);
+    await sleep(100);
+    expect((await rows('box-r')).map((r) => `${r.uniqueid}/${r.origin}`)).toEqual(['1795600000.1/backfill']); // not the one before the gap
+    await h.close();
+  });
+
   test('after a reconnect the blind interval is filled from the box cdr table automatically', async () => {
     await t.db.query(CDR_DDL);
     const h = await setup('box-g', 'g', { gapMarginSec: 5 }, { cdrDbUrl: t.url });

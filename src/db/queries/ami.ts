@@ -24,3 +24,7 @@ export function selectBoxCdrSql(table: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(table)) throw new Error(`bad table name ${table}`);
   return `SELECT * FROM \`${table}\` WHERE calldate >= ? AND calldate < ? ORDER BY calldate`;
 }
+
+/** Where AMI coverage of a box last ended before a time (any instance): the start of the gap a restart leaves. */
+export const SELECT_LAST_SESSION_END = `SELECT MAX(disconnected_at) AS last_end FROM gw_ami_session
+  WHERE box = ? AND connected_at < ?`;
