@@ -13,7 +13,7 @@
 //   journal replay after an outage (batch 500): ~9,000-20,600 rows/s
 //   enqueue() on the caller's side: 0.03-1.3 µs per record (a push; mapping happens when journaled)
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cdrTable, type CdrRecord } from '../src/acc/records.js';
 import { migrate } from '../src/db/migrate.js';
@@ -92,7 +92,7 @@ const db = createDb({ url: `${server.rootUrl}bench`, poolSize: 4 });
 try {
   await loadA2BillingFixture(db);
   await migrate(db);
-  console.log(`cdr-write: ${new Date().toISOString()} node ${process.version}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}`);
+  console.log(`cdr-write: ${new Date().toISOString()} node ${process.version}, ${cpus().length}x ${cpus()[0]?.model ?? '?'}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   console.log('batch  fsync  records  rows/s   batches  enqueue µs/rec');
   for (const fsync of ['batch', 'none'] as const) {
     for (const [batchSize, n] of [[1, Math.min(3000, N)], [100, N], [500, N]] as const) {
@@ -101,7 +101,7 @@ try {
     }
   }
   const rr = await replayCase(db, dir, Math.min(N, 20_000));
-  console.log(`journal replay after an outage (batch 500): ${Math.round(rr)} rows/s`);
+  console.log(`journal replay after an outage (batch 500): ${Math.round(rr)} rows/s; load average at the end ${loadavg()[0]!.toFixed(1)}`);
 } finally {
   await db.end();
   await server.stop();
