@@ -50,6 +50,27 @@ describe('proxy actions', () => {
     });
   }
 
+  it('endDialog follows the route set of a proxy before us towards the caller', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer' } });
+    const gw = await startGateway({ targets: [c.target] });
+    const caller = await SipUa.start({ name: 'alice' });
+    closers.push(() => c.ua.close(), () => gw.proxy.stop(), () => caller.close());
+    // an "upstream proxy" record-routed the INVITE (it is the caller's own UDP address here)
+    const upstream = `<sip:127.0.0.1:${caller.address('udp').port};lr;upstream=1>`;
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp, headers: [['Record-Route', upstream]] });
+    expect((await call.final()).status).toBe(200);
+    const answered = gw.hooks.events.find((e) => e.type === 'answered');
+    if (answered?.type !== 'answered') throw new Error('no answered event');
+    expect(answered.dialog.callerRouteSet).toEqual([upstream]);
+    expect(answered.dialog.calleeRouteSet).toEqual([]);
+    expect(answered.dialog.callerHop).toEqual({ ip: '127.0.0.1', port: caller.address('udp').port, proto: 'udp' });
+    await gw.proxy.actions.endDialog(answered.dialog, 'admin');
+    const bye = await caller.waitRequest('BYE');
+    expect(bye.headerValues('route')).toEqual([upstream]);
+    expect(bye.uri).toBe(caller.contactUri());
+    expect((await c.ua.waitRequest('BYE')).headerValues('route')).toEqual([]);
+  });
+
   it('probe resolves with the status, and 0 on silence or a refused TCP connection', async () => {
     const up = await startCallee({ behaviour: { kind: 'answer' } });
     const dead = await startCallee({ behaviour: { kind: 'silent' } });
