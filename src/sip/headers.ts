@@ -28,6 +28,42 @@ const KNOWN: ReadonlyMap<string, string> = (() => {
   return m;
 })();
 
+// Known canonical names grouped by length, for canonicalNameAt (no slicing, no hashing on the hot path).
+const BY_LENGTH: ReadonlyArray<ReadonlyArray<string>> = (() => {
+  const names = ['via', 'from', 'to', 'call-id', 'cseq', 'contact', 'max-forwards', 'content-length', 'content-type',
+    'route', 'record-route', 'user-agent', 'server', 'allow', 'supported', 'expires', 'authorization',
+    'proxy-authorization', 'www-authenticate', 'proxy-authenticate', 'require', 'proxy-require', 'accept', 'date',
+    'p-asserted-identity', 'p-preferred-identity', 'p-accountcode', 'session-expires', 'min-se', 'allow-events', 'event',
+    'subject', 'privacy', 'reason', 'x-a2b-callref', 'content-disposition', 'accept-language', 'accept-encoding',
+    'organization', 'timestamp', 'unsupported', 'warning', 'retry-after', 'remote-party-id', 'diversion', 'rseq', 'rack'];
+  const out: string[][] = [];
+  for (const n of names) (out[n.length] ??= []).push(n);
+  return out;
+})();
+
+/**
+ * canonicalName for the name at s[from, to) without slicing it first: known names are matched case-insensitively
+ * against constants (which later compare by pointer). The name must already be validated as a token.
+ */
+export function canonicalNameAt(s: string, from: number, to: number): string {
+  const len = to - from;
+  if (len === 1) {
+    const c = s[from]!;
+    return COMPACT.get(c) ?? COMPACT.get(c.toLowerCase()) ?? c.toLowerCase();
+  }
+  const cands = BY_LENGTH[len];
+  if (cands !== undefined) {
+    for (let k = 0; k < cands.length; k++) {
+      const cand = cands[k]!;
+      let i = 0;
+      // token chars: only 'A'-'Z' map onto another token char under | 0x20 (their lower case)
+      while (i < len && (s.charCodeAt(from + i) | 0x20) === cand.charCodeAt(i)) i++;
+      if (i === len) return cand;
+    }
+  }
+  return s.slice(from, to).toLowerCase();
+}
+
 /** Canonical lower-case full name of a header (compact forms expanded). */
 export function canonicalName(name: string): string {
   const k = KNOWN.get(name);

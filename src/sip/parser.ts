@@ -4,7 +4,7 @@
 // (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Request-URI) are parsed eagerly.
 import type { ErrorCode } from '../errors.js';
 import { GwError } from '../errors.js';
-import { canonicalName, isTokenChar, isValidCallId, parseDecimal } from './headers.js';
+import { canonicalNameAt, isTokenChar, isValidCallId, parseDecimal } from './headers.js';
 import { SipRequest, SipResponse, type HeaderLine, type SipMessage } from './message.js';
 
 export type ParseErrorKind =
@@ -172,9 +172,10 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
     let ve = textEnd;
     while (ve > vs && (head.charCodeAt(ve - 1) === 32 || head.charCodeAt(ve - 1) === 9)) ve--;
     const name = head.slice(pos, ne);
+    const lname = canonicalNameAt(head, pos, ne);
     // a last line without its terminator (datagram with no blank line) is rewritten on output, never copied
     const unterminated = next === e;
-    prev = { name, lname: canonicalName(name), value: head.slice(vs, ve), start: unterminated ? -1 : pos, end: unterminated ? -1 : next };
+    prev = { name, lname, value: head.slice(vs, ve), start: unterminated ? -1 : pos, end: unterminated ? -1 : next };
     headers.push(prev);
     pos = next;
   }

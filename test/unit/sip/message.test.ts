@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalName, createRequest, createResponse, newBranch, newCallId, newTag, parseOrThrow, parseUri, formatUri, splitList,
+  canonicalName, canonicalNameAt, createRequest, createResponse, newBranch, newCallId, newTag, parseOrThrow, parseUri, formatUri, splitList,
   type SipRequest, type SipResponse,
 } from '../../../src/sip/index.js';
 
@@ -177,6 +177,12 @@ describe('header names', () => {
     expect(m.getHeader('Refer-To')).toBe('<sip:x@y>');
     expect(m.getHeader('referred-by')).toBe('<sip:z@w>');
     expect(m.getHeader('IDENTITY')).toBe('abc');
+  });
+
+  it('the parser\'s in-place name matcher agrees with canonicalName on any casing', () => {
+    const names = ['Via', 'VIA', 'vIa', 'Call-ID', 'CALL-id', 'Max-Forwards', 'MAX-FORWARDS', 'P-Accountcode', 'p-accountCODE',
+      'X-A2B-Callref', 'Proxy-Authorization', 'Content-Length', 'l', 'L', 'I', 'X-Unknown-Thing', 'Vi', 'Viaa', 'Cseq', 'Rack', 'q'];
+    for (const n of names) expect(canonicalNameAt(`  ${n}: x`, 2, 2 + n.length)).toBe(canonicalName(n));
   });
 });
 
