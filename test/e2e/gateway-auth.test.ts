@@ -58,6 +58,21 @@ describe('issue 4: authentication through the whole gateway', () => {
     expect(atCallee(call.callId)!.headerLines('p-accountcode')).toEqual([SEED.trusted.accountcode]);
   });
 
+  it('a trusted source added at runtime counts after POST /reload/auth, and only from its port', async () => {
+    const exact = await h.caller({ host: '127.0.12.5' });
+    const otherPort = await h.caller({ host: '127.0.12.5' });
+    const to = h.ruri('15551230030');
+    await h.db.db.query('INSERT INTO gw_trusted (grp, ip_addr, mask, port, proto, accountcode, description) VALUES (1, ?, 24, ?, ?, ?, ?)',
+      ['127.0.12.0', exact.address('udp').port, 'udp', SEED.cards.erin.username, 'e2e office']);
+    expect((await exact.invite({ to, via: h.udp }).final()).status).toBe(407);
+    const res = await fetch(`${h.mgmtUrl}/reload/auth`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    const call = exact.invite({ to, via: h.udp });
+    expect((await finish(call)).status).toBe(200);
+    expect(atCallee(call.callId)!.headerLines('p-accountcode')).toEqual([SEED.cards.erin.username]);
+    expect((await otherPort.invite({ to, via: h.udp }).final()).status).toBe(407);
+  });
+
   it('digest: 407 with SHA-256 and MD5 challenges, then accepted with alice\'s account code (both algorithms)', async () => {
     for (const algorithm of ['SHA-256', 'MD5']) {
       const caller = await h.caller();

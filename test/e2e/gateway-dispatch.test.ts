@@ -136,6 +136,22 @@ describe('issue 5: load balancing through the whole gateway', () => {
     expect(prio.gw.dispatch.dispatcher.list().find((d) => d.id === p20.id)!.state).toBe('probing');
   });
 
+  it('a box that does not answer at all is failed over after the no-response timeout; a demoted (probing) box comes last', async () => {
+    const [p10, p20, p5] = prio.callees as [Callee, Callee, Callee];
+    // after the previous test p20 is probing (demoted); p10 is the first active box
+    p10.ua.behaviour = { kind: 'silent' };
+    const t0 = Date.now();
+    const r = await call(prio);
+    const took = Date.now() - t0;
+    expect(r.status).toBe(200);
+    expect(r.first).toBe(p10);
+    expect(prio.callees.filter((b) => b.ua.dialogs.some((d) => d.callId === r.call.callId))).toEqual([p5]);
+    expect(p20.invites().filter((m) => m.callId === r.call.callId)).toEqual([]);
+    expect(took).toBeGreaterThanOrEqual(1400); // sip.noResponseTimeoutMs 1500 in the test config
+    p10.ua.behaviour = ANSWER;
+    p20.ua.behaviour = ANSWER;
+  });
+
   it('a box answering 503 fails over on hash-callid too: every call is answered by the healthy box', async () => {
     const [b1, b2, b3] = hash.callees as [Callee, Callee, Callee];
     b1.ua.behaviour = { kind: 'reject', status: 503, reason: 'Service Unavailable' };
