@@ -13,17 +13,17 @@ const COLORS: Record<CallClass, string> = {
 };
 
 function barChart(cls: CallClass, counts: readonly number[]): string {
-  const w = 480, h = 120, pad = 22;
+  const w = 480, h = 120, pad = 22, left = 40;
   const max = Math.max(1, ...counts);
-  const bw = (w - pad) / counts.length;
+  const bw = (w - left) / counts.length;
   const bars = counts.map((n, i) => {
     const bh = Math.round(((h - pad) * n) / max);
-    return `<rect x="${(pad + i * bw + 1).toFixed(1)}" y="${h - pad - bh}" width="${Math.max(1, bw - 2).toFixed(1)}" height="${bh}" fill="${COLORS[cls]}"><title>hour ${i}: ${n}</title></rect>`;
+    return `<rect x="${(left + i * bw + 1).toFixed(1)}" y="${h - pad - bh}" width="${Math.max(1, bw - 2).toFixed(1)}" height="${bh}" fill="${COLORS[cls]}"><title>hour ${i}: ${n}</title></rect>`;
   }).join('');
-  const ticks = counts.map((_, i) => (i % 3 === 0 ? `<text x="${(pad + i * bw + bw / 2).toFixed(1)}" y="${h - 6}" font-size="9" text-anchor="middle">${i}</text>` : '')).join('');
+  const ticks = counts.map((_, i) => (i % 3 === 0 ? `<text x="${(left + i * bw + bw / 2).toFixed(1)}" y="${h - 6}" font-size="9" text-anchor="middle">${i}</text>` : '')).join('');
   return `<svg class="chart" data-class="${cls}" xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(CLASS_LABELS[cls])} per hour">`
-    + `<line x1="${pad}" y1="${h - pad}" x2="${w}" y2="${h - pad}" stroke="#999"/>`
-    + `<text x="2" y="10" font-size="9">${max}</text>${bars}${ticks}</svg>`;
+    + `<line x1="${left}" y1="${h - pad}" x2="${w}" y2="${h - pad}" stroke="#999"/><line x1="${left}" y1="4" x2="${left}" y2="${h - pad}" stroke="#999"/>`
+    + `<text x="${left - 3}" y="12" font-size="9" text-anchor="end">${max}</text><text x="${left - 3}" y="${h - pad}" font-size="9" text-anchor="end">0</text>${bars}${ticks}</svg>`;
 }
 
 function sampleTable(rows: readonly CallResult[]): string {
@@ -71,7 +71,7 @@ table.sample td{font-size:12px}small{color:#666;font-weight:normal}
 <h2>Summary</h2>
 <table id="summary"><thead><tr><th>Class</th><th>Calls</th><th>Share</th><th>Money at risk</th></tr></thead><tbody>${summaryRows}</tbody>
 <tfoot><tr><th>Total</th><th class="num" id="total-calls">${s.calls}</th><th></th><th class="num" id="total-amount">${money(s.amountAtRisk)}</th></tr></tfoot></table>
-<h2>Calls per hour of the billing day</h2>
+<h2>Calls per hour of the billing day <small>(hours since local midnight, by call start)</small></h2>
 <div id="charts">${charts}</div>
 <h2>Accounts most at risk</h2>
 ${top.length ? `<table id="accounts"><thead><tr><th>Account</th><th>Discrepancies</th><th>Money at risk</th><th>Classes</th></tr></thead><tbody>${accountRows}</tbody></table>${s.accountsTotal > top.length ? `<p>${s.accountsTotal - top.length} more accounts in the CSV/JSON files.</p>` : ''}` : '<p>No account has a discrepancy.</p>'}
