@@ -138,7 +138,6 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
   const headers: HeaderLine[] = [];
   let pos = slEnd;
   let prev: HeaderLine | null = null;
-  let prevFolded = false;
   while (pos < headEnd) {
     let e = head.indexOf('\n', pos);
     const next = e < 0 || e >= headEnd ? headEnd : e + 1;
@@ -156,7 +155,6 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
       const cut: boolean = prev.start < 0 || next === e;
       prev = { name: prev.name, lname: prev.lname, value, start: cut ? -1 : prev.start, end: cut ? -1 : next };
       headers[headers.length - 1] = prev;
-      prevFolded = true;
       pos = next;
       continue;
     }
@@ -179,7 +177,6 @@ function parseUnsafe(buf: Buffer, opts: ParseOptions): ParseResult {
     headers.push(prev);
     pos = next;
   }
-  void prevFolded;
 
   // body per Content-Length
   let clCount = 0;
