@@ -201,6 +201,7 @@ export class AmiClient extends EventEmitter<AmiClientEvents> {
   private connectNow(): void {
     this.setState('connecting');
     this.banner = '';
+    this.lastError = ''; // reasons belong to one attempt
     const socket = netConnect({ host: this.o.host, port: this.o.port });
     this.socket = socket;
     socket.setNoDelay(true);
