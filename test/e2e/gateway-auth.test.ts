@@ -3,6 +3,7 @@
 // Callers sit on their own loopback addresses so abuse counters (pike, failure bans) of one test never
 // touch another: 127.0.0.2 = bob's IP peer, 127.0.10.x = the trusted range (bob), 127.0.60.x = untrusted.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callRef } from '../../src/callref.js';
 import { SEED } from '../../src/devdb/seed.js';
 import { challengesOf, digestAnswer, digestInvite, finish, sleep, startTestGateway, type Challenge, type TestGateway } from '../helpers/gateway.js';
 import type { UaMessage } from '../helpers/sip-ua.js';
@@ -164,6 +165,28 @@ describe('issue 4: authentication through the whole gateway', () => {
     const info = await box().ua.waitFor((m) => m.method === 'INFO' && m.callId === call.callId);
     expect(info.headerLines('p-accountcode')).toEqual([]);
     await call.dialog!.request('BYE').final();
+  });
+
+  it('the CDR bills the authenticated account (never a spoofed one), with the method and card, and the callee gets the call reference', async () => {
+    const spoof: Array<[string, string]> = [['P-Accountcode', SEED.cards.erin.username]];
+    const ip = (await h.caller({ host: '127.0.0.2' })).invite({ to: h.ruri('15551230022'), via: h.udp, headers: spoof });
+    expect((await finish(ip)).status).toBe(200);
+    const { second } = await digestInvite(await h.caller(), { to: h.ruri('15551230023'), via: h.udp, ...ALICE, headers: spoof });
+    expect((await finish(second)).status).toBe(200);
+    const want = new Map([[ip.callId, { accountcode: BOB, auth_method: 'ip', card_id: SEED.cards.bob.id }], [second.callId, { accountcode: ALICE.accountcode, auth_method: 'digest', card_id: SEED.cards.alice.id }]]);
+    let rows: Array<{ callid: string; callref: string; accountcode: string; auth_method: string; card_id: number; end_reason: string }> = [];
+    for (let i = 0; i < 60 && rows.length < 2; i++) {
+      await sleep(50);
+      const [r] = await h.db.db.query('SELECT callid, callref, accountcode, auth_method, card_id, end_reason FROM gw_cdr WHERE callid IN (?, ?)', [ip.callId, second.callId]);
+      rows = r as typeof rows;
+    }
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      expect({ accountcode: row.accountcode, auth_method: row.auth_method, card_id: Number(row.card_id) }).toEqual(want.get(row.callid));
+      expect(row.end_reason).toBe('bye-caller');
+      expect(atCallee(row.callid)!.header('x-a2b-callref')).toBe(callRef(row.callid));
+      expect(row.callref).toBe(callRef(row.callid));
+    }
   });
 
   it('a replayed nonce count is refused (407 stale=true) and never reaches the callee; the next count is accepted', async () => {
