@@ -76,8 +76,11 @@ export interface LayerOptions {
   timers: TransactionTimers;
   logger: Logger;
   metrics?: SipMetricsLike;
-  /** Send 100 Trying as soon as an INVITE server transaction is created (default true). */
-  autoTrying?: boolean;
+  /**
+   * 100 Trying for INVITE server transactions: true (default) sends it at once; 'delayed' sends it only if the TU has
+   * not responded within 200 ms (RFC 3261 §17.2.1: quick rejections go out without a 100); false never.
+   */
+  autoTrying?: boolean | 'delayed';
 }
 
 export interface SendOptions {
@@ -88,6 +91,8 @@ export interface SendOptions {
 }
 
 const TIMER_D_MS = 32_000;
+/** RFC 3261 §17.2.1: the server transaction sends 100 itself when the TU has not answered within 200 ms. */
+const TRYING_DELAY_MS = 200;
 
 function isReliable(proto: string): boolean { return proto !== 'udp'; }
 
@@ -114,7 +119,7 @@ export class TransactionLayer {
   readonly timers: TransactionTimers;
   readonly log: Logger;
   readonly metrics: SipMetricsLike | undefined;
-  readonly autoTrying: boolean;
+  readonly autoTrying: boolean | 'delayed';
   private closed = false;
 
   constructor(opts: LayerOptions, private readonly tu: TransactionUser) {
@@ -160,7 +165,8 @@ export class TransactionLayer {
     const st = new ServerTransaction(this, key, req);
     this.servers.set(key, st);
     this.metrics?.sipTransactions?.inc({ kind: 'server' });
-    if (st.isInvite && this.autoTrying) st.trying();
+    if (st.isInvite && this.autoTrying === true) st.trying();
+    else if (st.isInvite && this.autoTrying === 'delayed') st.tryingAfter(TRYING_DELAY_MS);
     this.guard(() => this.tu.onRequest(req, st));
   }
 
@@ -289,6 +295,14 @@ export class ServerTransaction {
     this.respond(createResponse(this.request, 100));
   }
 
+  /** @internal sends 100 Trying after `ms` unless a response was sent by then. */
+  tryingAfter(ms: number): void {
+    this.timerG = setTimeout(() => {
+      this.timerG = undefined;
+      if (this.state === 'proceeding' && this.lastResponse === undefined) this.trying();
+    }, ms);
+  }
+
   /**
    * Sends a response and moves the state machine: 1xx keeps it open, 2xx (INVITE) → accepted, other finals →
    * completed. Ignored (returns false) once a final response was sent, except further 2xx on an accepted INVITE.
@@ -298,6 +312,10 @@ export class ServerTransaction {
     if (this.state === 'terminated' || this.state === 'confirmed') return false;
     if (this.state === 'completed') return false;
     if (this.state === 'accepted' && !(s >= 200 && s < 300)) return false;
+    if (this.lastResponse === undefined && this.timerG !== undefined) {
+      clearTimeout(this.timerG); // a pending delayed 100 Trying
+      this.timerG = undefined;
+    }
     this.lastResponse = res;
     this.wire = res.toBuffer();
     this.transmit();

@@ -75,7 +75,7 @@ function inject(text: string | Buffer, source: MessageSource = UDP_SRC): void {
   transport.handler(m, source);
 }
 
-function makeLayer(opts: { autoTrying?: boolean; timers?: Partial<typeof TIMERS> } = {}): void {
+function makeLayer(opts: { autoTrying?: boolean | 'delayed'; timers?: Partial<typeof TIMERS> } = {}): void {
   transport = new MemoryTransport();
   tu = new Recorder();
   layer = new TransactionLayer({ transport, timers: { ...TIMERS, ...opts.timers }, logger: silentLogger(), autoTrying: opts.autoTrying }, tu);
@@ -96,6 +96,21 @@ describe('INVITE server transaction', () => {
     inject(request('INVITE'));
     expect(tu.requests).toHaveLength(1);
     expect(transport.statuses()).toEqual([180]);
+  });
+
+  it("with autoTrying 'delayed' sends 100 only when the TU has not answered within 200 ms", () => {
+    makeLayer({ autoTrying: 'delayed' });
+    inject(request('INVITE'));
+    const quick = tu.requests[0]!.st!;
+    vi.advanceTimersByTime(150);
+    quick.respond(createResponse(quick.request, 403, { toTag: 'x' }));
+    vi.advanceTimersByTime(100);
+    expect(transport.statuses()).toEqual([403]);
+    inject(request('INVITE', { branch: 'z9hG4bKslow' }));
+    vi.advanceTimersByTime(199);
+    expect(transport.sent).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(transport.statuses()).toEqual([100]);
   });
 
   it('with autoTrying off sends nothing by itself and absorbs retransmissions silently', () => {
