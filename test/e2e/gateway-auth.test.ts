@@ -303,7 +303,9 @@ describe('issue 4: authentication through the whole gateway', () => {
 
   it('MySQL unreachable: known (cached) callers still pass, unknown callers still fail; all is well once it is back', async () => {
     const to = h.ruri('15551230016');
-    // alice authenticated before (credentialCacheSec 0: her entry is expired, so every lookup asks MySQL)
+    // alice is known: she called before (credentialCacheSec 0: her entry is expired, so every lookup asks MySQL)
+    const known = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
+    expect((await finish(known.second)).status).toBe(200);
     const root = h.db.db;
     const user = `'${h.db.gwUser}'@'%'`;
     await root.query(`ALTER USER ${user} ACCOUNT LOCK`);
@@ -316,6 +318,10 @@ describe('issue 4: authentication through the whole gateway', () => {
       const { second } = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
       expect((await finish(second)).status).toBe(200);
       expect(atCallee(second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+      // a reload of the address table fails now: the last loaded table must stay in force
+      const reload = await fetch(`${h.mgmtUrl}/reload/auth`, { method: 'POST' });
+      expect(reload.status).toBeGreaterThanOrEqual(500);
+      expect(h.gw.auth.stats().lastReloadError).toBeDefined();
       const bob = (await h.caller({ host: '127.0.0.2' })).invite({ to, via: h.udp });
       expect((await finish(bob)).status).toBe(200);
       // erin is a valid subscriber, but the gateway has never seen her: it cannot verify her now
