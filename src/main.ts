@@ -4,6 +4,15 @@ import { describeError } from './errors.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { createLogger } from './log.js';
 
+/** Dotted paths whose values differ between two configs. */
+export function changedKeys(a: unknown, b: unknown, prefix = ''): string[] {
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) || Array.isArray(b)) {
+    return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
+  }
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].flatMap((k) => changedKeys((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+}
+
 export async function startFromCli(configFile?: string): Promise<Gateway> {
   const config = loadConfig(configFile ? { file: configFile } : {});
   const log = createLogger({ level: config.log.level, format: config.log.format });
@@ -21,7 +30,18 @@ export async function startFromCli(configFile?: string): Promise<Gateway> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  let current = config;
   process.on('SIGHUP', () => {
+    // Config: re-read and validate; the log level applies at once, other changes need a restart (said so).
+    try {
+      const next = loadConfig(configFile ? { file: configFile } : {});
+      log.level = next.log.level;
+      const changed = changedKeys(current, next).filter((k) => k !== 'log.level');
+      if (changed.length) log.warn({ changed }, 'config changed: these keys take effect after a restart');
+      current = next;
+    } catch (e) {
+      log.error({ err: describeError(e) }, 'config reload refused; the running config stays');
+    }
     gw.reload().catch((e: unknown) => log.error({ err: describeError(e) }, 'reload failed; previous tables kept'));
   });
   process.on('uncaughtException', (e) => {
