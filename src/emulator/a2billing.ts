@@ -1,7 +1,10 @@
 // The A2Billing side effect of a call through an (emulated) Asterisk box: one cc_call row per dial attempt, as
 // a2billing.php's AGI writes it. Card by account code (cc_card.username; unknown or inactive → no row, as the AGI
-// hangs up), rate = longest dial prefix over the card's tariff group, billed seconds rounded to initblock /
+// hangs up), rate = longest dial prefix over the card's tariff group, cost on the seconds rounded to initblock /
 // billingblock, a retry inside one call adds 1000000000 to the uniqueid.
+// sessiontime: what the AGI stores is the answered time (ANSWEREDTIME; its rate engine rounds only for the
+// rate's rounding_calltime, unused here) and the blocks only shape the cost — that is what reconciliation compares
+// with the gateway's duration. sessiontimeMode 'blocks' stores the block-rounded seconds instead.
 import type { Db } from '../db/pool.js';
 import { INSERT_CC_CALL, SELECT_CARD_BY_ACCOUNTCODE, SELECT_RATE_FOR_NUMBER } from '../db/queries/emulator.js';
 
@@ -55,11 +58,13 @@ export interface CcCallInput {
   cause: TerminateCause;
   callref: string | null;
   rate: Rate | undefined;
+  /** 'answered' (default, the AGI): sessiontime = answered seconds; 'blocks': the block-rounded billed seconds. */
+  sessiontimeMode?: 'answered' | 'blocks';
   /** Fault: seconds added to the billed and real durations. */
   skewSec?: number;
 }
 
-export interface CcCallWritten { id: number; sessiontime: number; realSessiontime: number; sessionbill: number }
+export interface CcCallWritten { id: number; sessiontime: number; billedSeconds: number; realSessiontime: number; sessionbill: number }
 
 const pad = (n: number): string => (n < 10 ? `0${n}` : String(n));
 /** cc_call times are TIMESTAMP columns; the session runs in UTC in tests and the demo. */
@@ -96,11 +101,12 @@ export class A2BillingSide {
       ? billedSeconds(real, c.rate?.initblock ?? 1, c.rate?.billingblock ?? 1)
       : 0;
     const bill = callCost(c.rate, billed);
+    const sessiontime = c.cause !== TERMINATE_CAUSE.ANSWER ? 0 : c.sessiontimeMode === 'blocks' ? billed : real;
     const [res] = await this.db.query(INSERT_CC_CALL, [
-      c.channel.slice(0, 40), c.uniqueId.slice(0, 30), c.cardId, ts(c.start), ts(c.stop + skew * 1000), billed,
+      c.channel.slice(0, 40), c.uniqueId.slice(0, 30), c.cardId, ts(c.start), ts(c.stop + skew * 1000), sessiontime,
       c.calledStation.slice(0, 100), bill, c.rate?.idtariffgroup ?? null, c.rate?.idtariffplan ?? null, c.rate?.id ?? null,
       c.src.slice(0, 40), real, c.dnid.slice(0, 40), c.cause, c.callref === null ? null : c.callref.slice(0, 20),
     ]);
-    return { id: Number((res as { insertId: number }).insertId), sessiontime: billed, realSessiontime: real, sessionbill: bill };
+    return { id: Number((res as { insertId: number }).insertId), sessiontime, billedSeconds: billed, realSessiontime: real, sessionbill: bill };
   }
 }

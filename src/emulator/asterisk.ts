@@ -40,12 +40,14 @@ export interface EmulatedAsteriskOptions {
   /** How calls are answered: one behaviour, or per call. Default: answer after 100 ms, talk 1 s. */
   behaviour?: UasBehaviour | ((call: { toUser: string; accountCode: string; callId: string }) => UasBehaviour);
   faults?: EmulatorFaults;
+  /** cc_call.sessiontime: 'answered' seconds (A2Billing's AGI, default) or block-rounded 'blocks'. */
+  sessiontimeMode?: 'answered' | 'blocks';
   /** UniqueID prefix (Asterisk: its start time in epoch seconds). */
   uniqueIdBase?: number;
   t1Ms?: number;
 }
 
-export interface EmulatedCcCall { id: number; uniqueId: string; cardId: number; cause: TerminateCause; sessiontime: number; realSessiontime: number; sessionbill: number }
+export interface EmulatedCcCall { id: number; uniqueId: string; cardId: number; cause: TerminateCause; sessiontime: number; billedSeconds: number; realSessiontime: number; sessionbill: number }
 export interface EmulatedCdr { uniqueId: string; sequence: number; disposition: string; billableSeconds: number; deliveredTo: number }
 
 export interface EmulatedCallRecord extends Omit<UasCall, 'n'> {
@@ -244,10 +246,10 @@ export class EmulatedAsterisk {
       const w = await this.a2b.writeCall({
         uniqueId: retryUniqueId(uniqueId, i), channel, cardId: billedCard, start: last && call.answeredAt !== null ? call.answeredAt : call.startedAt,
         stop: call.endedAt, answeredSec: last ? talkSec : 0, calledStation: call.toUser, src: call.fromUser, dnid: call.toUser,
-        cause: a.cause, callref: call.callref, rate, skewSec: skew,
+        cause: a.cause, callref: call.callref, rate, skewSec: skew, sessiontimeMode: this.o.sessiontimeMode,
       });
       rec.billedCardId = billedCard;
-      rec.ccCalls.push({ id: w.id, uniqueId: retryUniqueId(uniqueId, i), cardId: billedCard, cause: a.cause, sessiontime: w.sessiontime, realSessiontime: w.realSessiontime, sessionbill: w.sessionbill });
+      rec.ccCalls.push({ id: w.id, uniqueId: retryUniqueId(uniqueId, i), cardId: billedCard, cause: a.cause, sessiontime: w.sessiontime, billedSeconds: w.billedSeconds, realSessiontime: w.realSessiontime, sessionbill: w.sessionbill });
     }
     return rec;
   }
