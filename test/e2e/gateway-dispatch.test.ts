@@ -246,7 +246,7 @@ describe('issue 5: load balancing through the whole gateway', () => {
     expect(fams.get('a2b_sip_requests_total')!.samples.find((x) => x.labels.method === 'INVITE')?.value).toBeGreaterThan(100);
   });
 
-  it('a persisted admin state is written to gw_dispatcher and survives a reload; a new row joins on POST /reload/dispatcher', async () => {
+  it('a persisted admin state is written to gw_dispatcher and survives a reload; a new (TCP) row joins on POST /reload/dispatcher', async () => {
     const b2 = hash.callees[1]!;
     expect((await mgmt(`/dispatcher/${b2.id}/state`, { state: 'disabled', persist: true })).status).toBe(200);
     const rowState = async (id: string): Promise<number> => {
@@ -254,7 +254,7 @@ describe('issue 5: load balancing through the whole gateway', () => {
       return Number((rows as Array<{ state: number }>)[0]!.state);
     };
     expect(await rowState(b2.id)).toBe(3);
-    const b4 = await hash.addCallee({ behaviour: BUSY });
+    const b4 = await hash.addCallee({ behaviour: BUSY, proto: 'tcp' }); // an Asterisk box reached over TCP
     expect((await mgmt('/reload/dispatcher', {})).status).toBe(200);
     const states = new Map((await mgmt('/dispatcher')).json.destinations.map((d: { id: string; state: string }) => [d.id, d.state]));
     expect(states.get(b2.id)).toBe('disabled');
@@ -262,6 +262,11 @@ describe('issue 5: load balancing through the whole gateway', () => {
     const counts = await spread(hash, 24);
     expect(counts[1]).toBe(0);
     expect(counts[3]).toBeGreaterThan(0);
+    expect(b4.invites().every((m) => m.source.proto === 'tcp' && /^SIP\/2\.0\/TCP /.test(m.headerValues('via')[0]!))).toBe(true);
+    // probed over TCP as well: still active after a few probe rounds
+    await sleep(600);
+    expect(hash.gw.dispatch.dispatcher.list().find((d) => d.id === b4.id)!.state).toBe('active');
+    expect(b4.ua.received.some((m) => m.method === 'OPTIONS' && m.source.proto === 'tcp')).toBe(true);
     expect((await mgmt(`/dispatcher/${b2.id}/state`, { state: 'active', persist: true })).status).toBe(200);
     expect(await rowState(b2.id)).toBe(0);
   });
