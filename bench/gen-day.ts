@@ -12,7 +12,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { callRef } from '../src/callref.js';
 import { createDb, type Db } from '../src/db/pool.js';
 import { INSERT_CARD } from '../src/db/queries/seed.js';
 import { priceCall, type RateCard } from '../src/reconcile/rating.js';
@@ -41,7 +40,7 @@ export interface GenOptions {
   faultScale?: number;
 }
 
-export interface GwIns { callid: string; accountcode: string; created: string; answered: string | null; ended: string; dur: number; sip: number; reason: string; dst: string; destination: string }
+export interface GwIns { callid: string; callref: string; recKey: string; accountcode: string; created: string; answered: string | null; ended: string; dur: number; sip: number; reason: string; dst: string; destination: string }
 export interface AmiIns { box: string; uniqueid: string; sequence: number; accountcode: string; dst: string; start: string; answer: string | null; end: string; duration: number; billsec: number; disposition: string; callid: string }
 export interface CcIns { uniqueid: string; cardId: number; start: string; stop: string; sessiontime: number; bill: number; tc: number; called: string; custom1: string | null }
 export interface SessionIns { box: string; instance: string; connectedAt: string; disconnectedAt: string | null }
@@ -98,14 +97,18 @@ export async function generateDay(o: GenOptions, sink: (c: Chunk) => Promise<voi
     // Times are drawn so that calls also start in the 10 minutes before and after the day.
     const t = w.startMs - margin + Math.floor(rnd() * span);
     const inDay = t >= w.startMs && t < w.endMs;
-    const card = o.cards[Math.floor(rnd() * o.cards.length)]!;
-    const other = o.cards[(o.cards.indexOf(card) + 1) % o.cards.length]!;
+    const ci = Math.floor(rnd() * o.cards.length);
+    const card = o.cards[ci]!;
+    const other = o.cards[(ci + 1) % o.cards.length]!;
     const boxN = rnd() < 0.5 ? 1 : 2;
     const box = `box${boxN}`;
     const dst = NUMBERS[Math.floor(rnd() * NUMBERS.length)]!;
     const rc = rateFor(dst);
     const callid = `${i.toString(36)}-${Math.floor(rnd() * 1e12).toString(36)}@10.1.${boxN}.${i % 250}`;
     const uniqueid = `${Math.floor(t / 1000)}.${++seq}`;
+    // One SHA-256 per call: the call reference is its first 20 hex digits (= callRef(callid)), rec_key its first 32.
+    const digest = createHash('sha256').update(callid).digest('hex');
+    const ref = digest.slice(0, 20);
     const ring = 1 + Math.floor(rnd() * 9);
     const answeredAt = t + ring * 1000;
     const r = rnd() / (o.faultScale ?? 1);
@@ -124,7 +127,7 @@ export async function generateDay(o: GenOptions, sink: (c: Chunk) => Promise<voi
     const twoCdrs = answered && noise >= 0.55 && noise < 0.6;
 
     if (fault !== 'bypass') {
-      chunk.gw.push({ callid, accountcode: card.username, created: ms3(t), answered: answered ? ms3(answeredAt) : null, ended: ms3(endAt), dur,
+      chunk.gw.push({ callid, callref: ref, recKey: digest.slice(0, 32), accountcode: card.username, created: ms3(t), answered: answered ? ms3(answeredAt) : null, ended: ms3(endAt), dur,
         sip: answered ? 200 : 486, reason: answered ? 'bye-caller' : 'failed', dst, destination: `sip:10.0.0.${boxN}:5060;transport=udp` });
     }
     if (amiPresent) {
@@ -135,7 +138,7 @@ export async function generateDay(o: GenOptions, sink: (c: Chunk) => Promise<voi
       chunk.ami.push({ box, uniqueid, sequence: twoCdrs ? 2 : 1, accountcode: card.username, dst, start: s0(t), answer: answered ? s0(answeredAt) : null, end: s0(endAt),
         duration: Math.round((endAt - t) / 1000), billsec: dur, disposition: answered ? 'ANSWERED' : 'NO ANSWER', callid: cid });
     }
-    const custom1 = fault === 'bypass' || ccNoCustom1 ? null : callRef(callid);
+    const custom1 = fault === 'bypass' || ccNoCustom1 ? null : ref;
     if (fault !== 'drop') {
       if (retry) chunk.cc.push({ uniqueid, cardId: card.id, start: s0(t), stop: s0(t + 1000), sessiontime: 0, bill: 0, tc: 5, called: dst, custom1 });
       const uid = retry ? `${Math.floor(t / 1000) + 1e9}.${seq}` : uniqueid;
@@ -198,7 +201,8 @@ export interface DayWriter {
  */
 export async function openDayWriter(db: Db, method: 'load' | 'insert' = 'load'): Promise<DayWriter> {
   const conns = await Promise.all([db.getConnection(), db.getConnection(), db.getConnection()]);
-  for (const c of conns) await c.query("SET time_zone = '+00:00'");
+  // Bulk load: UTC session (cc_call TIMESTAMPs), no per-row unique checks (the generator's keys are unique).
+  for (const c of conns) await c.query("SET time_zone = '+00:00', unique_checks = 0");
   const [cg, ca, cc] = conns;
   let useLoad = method === 'load';
   const load = (conn: NonNullable<typeof cg>, sql: string, rows: unknown[][]): Promise<unknown> => {
@@ -207,7 +211,7 @@ export async function openDayWriter(db: Db, method: 'load' | 'insert' = 'load'):
   };
   const writeLoad = async (c: Chunk): Promise<void> => {
     await Promise.all([
-      c.gw.length ? load(cg!, GW_LOAD, c.gw.map((r) => [createHash('md5').update(r.callid).digest('hex'), r.callid, callRef(r.callid), r.created, r.answered, r.ended, r.dur, r.dur * 1000, r.reason, r.sip, r.accountcode, r.dst, r.destination])) : undefined,
+      c.gw.length ? load(cg!, GW_LOAD, c.gw.map((r) => [r.recKey, r.callid, r.callref, r.created, r.answered, r.ended, r.dur, r.dur * 1000, r.reason, r.sip, r.accountcode, r.dst, r.destination])) : undefined,
       c.ami.length ? load(ca!, AMI_LOAD, c.ami.map((r) => [r.box, r.uniqueid, r.sequence, r.accountcode, r.dst, r.start, r.answer, r.end, r.duration, r.billsec, r.disposition, r.callid, r.callid, r.end])) : undefined,
       c.cc.length ? load(cc!, CC_LOAD, c.cc.map((r) => [`SIP/gw-${r.uniqueid}`, r.uniqueid, r.cardId, '', r.start, r.stop, r.sessiontime, r.sessiontime, r.called, r.bill, 'caller', r.called, r.tc, r.custom1])) : undefined,
     ]);
@@ -228,7 +232,7 @@ export async function openDayWriter(db: Db, method: 'load' | 'insert' = 'load'):
       if (c.gw.length) {
         const p: unknown[] = [];
         for (const r of c.gw) {
-          p.push(createHash('md5').update(r.callid).digest('hex'), r.callid, callRef(r.callid), r.created, r.answered, r.ended, r.dur, r.dur * 1000, r.reason, r.sip, r.accountcode, r.dst, r.destination);
+          p.push(r.recKey, r.callid, r.callref, r.created, r.answered, r.ended, r.dur, r.dur * 1000, r.reason, r.sip, r.accountcode, r.dst, r.destination);
         }
         jobs.push(cg!.query(GW_INS + values(c.gw.length, 13), p));
       }
@@ -245,7 +249,10 @@ export async function openDayWriter(db: Db, method: 'load' | 'insert' = 'load'):
       await Promise.all(jobs);
     },
     async close() {
-      for (const c of conns) c.release();
+      for (const c of conns) {
+        await c.query('SET time_zone = DEFAULT, unique_checks = DEFAULT').catch(() => undefined);
+        c.release();
+      }
     },
   };
 }
