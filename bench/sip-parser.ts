@@ -116,6 +116,14 @@ const results = [
     });
     return { ...r, opsPerSec: r.opsPerSec * 4, nsPerOp: Math.round(r.nsPerOp / 4), wallOpsPerSec: r.wallOpsPerSec * 4 };
   })(),
+  (() => {
+    // a hostile peer trickling a 16 KB message one byte per segment: must stay linear
+    const big = Buffer.from(INVITE.toString('latin1').replace('Max-Forwards: 70\r\n', `Max-Forwards: 70\r\nX-Pad: ${'p'.repeat(15_000)}\r\n`), 'latin1');
+    const f = new StreamFramer(65535, { onMessage: (b) => { sink += b.length; }, onPing: () => undefined, onError: () => undefined });
+    return bench(`TCP framer, ${big.length}-byte message in 1-byte segments (per message)`, seconds, () => {
+      for (let p = 0; p < big.length; p++) f.push(big.subarray(p, p + 1));
+    });
+  })(),
 ];
 
 console.log(`# SIP parser benchmark — ${new Date().toISOString()} — node ${process.version} — ${os.cpus()[0]?.model ?? 'cpu?'} (${os.cpus().length} cores)`);

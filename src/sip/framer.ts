@@ -19,7 +19,13 @@ const LF = 10;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 
 export class StreamFramer {
-  private buf: Buffer | null = null;
+  // Unconsumed bytes are store[start, end). When nothing is pending, store IS the incoming chunk (zero copy);
+  // otherwise it is a buffer we own that grows by doubling, so a message trickling in one byte per segment costs
+  // O(size), not O(size²). Bytes before `end` are never overwritten: delivered messages may still reference them.
+  private store: Buffer | null = null;
+  private owned = false;
+  private start = 0;
+  private end = 0;
   /** Total length of the message being read, once its header block is complete; -1 before. */
   private need = -1;
   /** Where to resume the CRLFCRLF search (avoids rescanning a growing header block). */
@@ -29,16 +35,23 @@ export class StreamFramer {
   constructor(private readonly maxMessageSize: number, private readonly h: FramerHandlers) {}
 
   /** Bytes buffered but not yet delivered. */
-  get buffered(): number { return this.buf?.length ?? 0; }
+  get buffered(): number { return this.end - this.start; }
 
   get failed(): boolean { return this.dead; }
 
   push(chunk: Buffer): void {
     if (this.dead || chunk.length === 0) return;
-    this.buf = this.buf === null || this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.store === null || this.start === this.end) {
+      this.store = chunk;
+      this.owned = false;
+      this.start = 0;
+      this.end = chunk.length;
+    } else {
+      this.append(chunk);
+    }
     for (;;) {
-      const buf = this.buf;
-      if (buf === null || buf.length === 0) { this.buf = null; return; }
+      if (this.store === null || this.start === this.end) { this.store = null; this.start = this.end = 0; return; }
+      const buf = this.store.subarray(this.start, this.end);
       if (this.need < 0) {
         // keep-alives and stray line ends between messages
         const b0 = buf[0]!;
@@ -80,18 +93,38 @@ export class StreamFramer {
   /** Stops the framer (e.g. when the connection closes); further input is ignored. */
   close(): void {
     this.dead = true;
-    this.buf = null;
+    this.store = null;
+    this.start = this.end = 0;
+  }
+
+  private append(chunk: Buffer): void {
+    const store = this.store!;
+    const pending = this.end - this.start;
+    if (this.owned && store.length - this.end >= chunk.length) {
+      chunk.copy(store, this.end);
+      this.end += chunk.length;
+      return;
+    }
+    const cap = Math.max(4096, 2 * (pending + chunk.length));
+    const next = Buffer.allocUnsafe(cap);
+    store.copy(next, 0, this.start, this.end);
+    chunk.copy(next, pending);
+    this.store = next;
+    this.owned = true;
+    this.start = 0;
+    this.end = pending + chunk.length;
   }
 
   private consume(n: number): void {
-    const buf = this.buf!;
-    this.buf = n >= buf.length ? null : buf.subarray(n);
+    this.start += n;
     this.scanFrom = 0;
+    if (this.start >= this.end) { this.store = null; this.start = this.end = 0; }
   }
 
   private fail(kind: FramerErrorKind, reason: string, head: Buffer | undefined): void {
     this.dead = true;
-    this.buf = null;
+    this.store = null;
+    this.start = this.end = 0;
     this.h.onError(kind, reason, head);
   }
 }

@@ -37,6 +37,18 @@ describe('StreamFramer', () => {
     expect(r.framer.buffered).toBe(0);
   });
 
+  it('a large message trickling in one byte per segment is framed, and earlier messages stay intact', () => {
+    const pad = `X-Pad: ${'p'.repeat(12_000)}\r\n`;
+    const big = Buffer.from(INVITE.toString('latin1').replace('Max-Forwards: 70\r\n', `Max-Forwards: 70\r\n${pad}`), 'latin1');
+    const got: Buffer[] = [];
+    const f = new StreamFramer(65535, { onMessage: (b) => got.push(b), onPing: () => undefined, onError: (k) => { throw new Error(k); } });
+    const all = Buffer.concat([big, big, big]);
+    for (let i = 0; i < all.length; i++) f.push(all.subarray(i, i + 1));
+    expect(got).toHaveLength(3);
+    for (const g of got) expect(g.equals(big)).toBe(true); // not overwritten by later input (the store only grows)
+    expect(f.buffered).toBe(0);
+  });
+
   it('answers a CRLFCRLF keep-alive ping, even split across chunks, and skips lone CRLF pongs', () => {
     const r = run([bytes('\r\n\r\n'), bytes('\r\n'), bytes(INVITE.subarray(0, 10)), bytes(INVITE.subarray(10), '\r'), bytes('\n\r'), bytes('\n'), bytes('\r\n', RESPONSE)]);
     expect(r.pings).toBe(2);
