@@ -2,9 +2,10 @@
 // a2billing.php's AGI writes it. Card by account code (cc_card.username; unknown or inactive → no row, as the AGI
 // hangs up), rate = longest dial prefix over the card's tariff group, cost on the seconds rounded to initblock /
 // billingblock, a retry inside one call adds 1000000000 to the uniqueid.
-// sessiontime: what the AGI stores is the answered time (ANSWEREDTIME; its rate engine rounds only for the
-// rate's rounding_calltime, unused here) and the blocks only shape the cost — that is what reconciliation compares
-// with the gateway's duration. sessiontimeMode 'blocks' stores the block-rounded seconds instead.
+// sessiontime = the billed seconds (answered time rounded up to initblock/billingblock, the team's reading of the
+// schema); real_sessiontime = the answered seconds. Reconciliation compares durations on real_sessiontime, which is
+// right under either reading: sessiontimeMode 'answered' stores the answered seconds in sessiontime too (what the
+// AGI's rate engine does when the rate has no rounding_calltime), to check that.
 import type { Db } from '../db/pool.js';
 import { INSERT_CC_CALL, SELECT_CARD_BY_ACCOUNTCODE, SELECT_RATE_FOR_NUMBER } from '../db/queries/emulator.js';
 
@@ -58,7 +59,7 @@ export interface CcCallInput {
   cause: TerminateCause;
   callref: string | null;
   rate: Rate | undefined;
-  /** 'answered' (default, the AGI): sessiontime = answered seconds; 'blocks': the block-rounded billed seconds. */
+  /** 'blocks' (default): sessiontime = the block-rounded billed seconds; 'answered': the answered seconds. */
   sessiontimeMode?: 'answered' | 'blocks';
   /** Fault: seconds added to the billed and real durations. */
   skewSec?: number;
@@ -101,7 +102,7 @@ export class A2BillingSide {
       ? billedSeconds(real, c.rate?.initblock ?? 1, c.rate?.billingblock ?? 1)
       : 0;
     const bill = callCost(c.rate, billed);
-    const sessiontime = c.cause !== TERMINATE_CAUSE.ANSWER ? 0 : c.sessiontimeMode === 'blocks' ? billed : real;
+    const sessiontime = c.cause !== TERMINATE_CAUSE.ANSWER ? 0 : c.sessiontimeMode === 'answered' ? real : billed;
     const [res] = await this.db.query(INSERT_CC_CALL, [
       c.channel.slice(0, 40), c.uniqueId.slice(0, 30), c.cardId, ts(c.start), ts(c.stop + skew * 1000), sessiontime,
       c.calledStation.slice(0, 100), bill, c.rate?.idtariffgroup ?? null, c.rate?.idtariffplan ?? null, c.rate?.id ?? null,

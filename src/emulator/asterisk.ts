@@ -2,6 +2,7 @@
 // format), a SIP UAS answering like the dialplan, and the AGI's cc_call rows. Faults can be switched per run, and
 // `record` tells what the box did (calls, Cdr events and to how many AMI clients each went, cc_call rows, faults),
 // so a test or the demo can assert what reconciliation must find.
+import { createHash } from 'node:crypto';
 import { ZoneClock } from '../ami/time.js';
 import type { Db } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -40,7 +41,7 @@ export interface EmulatedAsteriskOptions {
   /** How calls are answered: one behaviour, or per call. Default: answer after 100 ms, talk 1 s. */
   behaviour?: UasBehaviour | ((call: { toUser: string; accountCode: string; callId: string }) => UasBehaviour);
   faults?: EmulatorFaults;
-  /** cc_call.sessiontime: 'answered' seconds (A2Billing's AGI, default) or block-rounded 'blocks'. */
+  /** cc_call.sessiontime: block-rounded billed seconds ('blocks', default) or the 'answered' seconds. */
   sessiontimeMode?: 'answered' | 'blocks';
   /** UniqueID prefix (Asterisk: its start time in epoch seconds). */
   uniqueIdBase?: number;
@@ -104,7 +105,9 @@ export class EmulatedAsterisk {
   constructor(private readonly o: EmulatedAsteriskOptions) {
     this.name = o.name;
     this.clock = new ZoneClock(o.timezone ?? 'UTC');
-    this.base = o.uniqueIdBase ?? Math.floor(Date.now() / 1000);
+    // Asterisk's UniqueID is <its start time>.<counter>: boxes started apart never share one. Boxes emulated in the
+    // same second would, so each name gets its own (stable) start offset of up to a day.
+    this.base = o.uniqueIdBase ?? Math.floor(Date.now() / 1000) - (createHash('sha256').update(o.name).digest().readUInt32BE(0) % 86_400);
     this.faults = o.faults ?? {};
     this.behaviour = o.behaviour ?? { kind: 'answer', ringMs: 100, talkMs: 1000 };
     this.a2b = new A2BillingSide(o.db);

@@ -73,9 +73,9 @@ describe('calls the dialplan way', () => {
     expect(rec).toMatchObject({ outcome: 'answered', endedBy: 'callee', accountCode: '4242424242', cardId: SEED.cards.alice.id,
       uniqueId: expect.stringMatching(/^1795320443\.\d+$/), channel: expect.stringMatching(/^PJSIP\/gateway-[0-9a-f]{8}$/) });
     const [cc] = await ccCalls('uniqueid = ?', [rec.uniqueId]);
-    // 4420 beats 44: 1 s answered, costed as the 30 s initial block at 0.03/min; sessiontime is the answered time.
+    // 4420 beats 44: 1 s answered → billed as the 30 s initial block at 0.03/min.
     expect(rec.ccCalls[0]).toMatchObject({ billedSeconds: 30 });
-    expect(cc).toMatchObject({ sessionid: rec.channel, card_id: 1, nasipaddress: '', sessiontime: 1, real_sessiontime: 1,
+    expect(cc).toMatchObject({ sessionid: rec.channel, card_id: 1, nasipaddress: '', sessiontime: 30, real_sessiontime: 1,
       terminatecauseid: 1, calledstation: '442071234567', dnid: '442071234567', src: '33123456789', a2b_custom1: callRef(callId) });
     expect(Number(cc!.sessionbill)).toBeCloseTo(0.015, 5);
     const [cdr] = await cdrFor(callId);
@@ -202,14 +202,14 @@ describe('faults', () => {
     ast.setFaults({ skewDurationSec: 7 });
     await run(`f2-${Date.now()}@gw`);
     expect(ast.record.calls.at(-1)!.faults).toEqual(['skew:7']);
-    expect(ast.record.calls.at(-1)!.ccCalls[0]).toMatchObject({ realSessiontime: 7, sessiontime: 7, billedSeconds: 60 });
+    expect(ast.record.calls.at(-1)!.ccCalls[0]).toMatchObject({ realSessiontime: 7, sessiontime: 60, billedSeconds: 60 });
     ast.setFaults({ wrongCardAccountCode: SEED.cards.bob.username });
     await run(`f3-${Date.now()}@gw`);
     expect(ast.record.calls.at(-1)).toMatchObject({ cardId: 1, billedCardId: 2, faults: ['wrong-card:5555000002'] });
     ast.setFaults({});
     const bypass = await ast.injectBypassCall({ accountCode: SEED.cards.bob.username, toUser: '4420999', talkSec: 40 });
     expect(bypass).toMatchObject({ bypass: true, callref: null, cardId: 2 });
-    expect(bypass.ccCalls[0]).toMatchObject({ sessiontime: 40, billedSeconds: 42, realSessiontime: 40 });
+    expect(bypass.ccCalls[0]).toMatchObject({ sessiontime: 42, billedSeconds: 42, realSessiontime: 40 });
     expect((await cdrFor(bypass.callId))[0]).toMatchObject({ billableSeconds: 40, accountCode: '5555000002' });
     const down = new Promise((r) => ami.once('down', r));
     ast.dropAmi(400);
