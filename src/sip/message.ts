@@ -217,6 +217,7 @@ export abstract class SipMessage {
 
   /** The first value of the first Via line alone (enough to answer even when a later Via is malformed). */
   tryTopVia(): Via | null {
+    if (this.cVias) return this.cVias[0] ?? null; // already parsed (the parser validated them all)
     const v = this.getHeader('via');
     if (v === undefined) return null;
     const parts = splitList(v);
