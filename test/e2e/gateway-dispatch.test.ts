@@ -138,7 +138,8 @@ describe('issue 5: load balancing through the whole gateway', () => {
 
   it('a box that does not answer at all is failed over after the no-response timeout; a demoted (probing) box comes last', async () => {
     const [p10, p20, p5] = prio.callees as [Callee, Callee, Callee];
-    // after the previous test p20 is probing (demoted); p10 is the first active box
+    // p20 (highest priority) demoted to probing, as a 503 does (previous test); p10 is the first active box
+    prio.gw.dispatch.dispatcher.setState(p20.id, 'probing', 'test');
     p10.ua.behaviour = { kind: 'silent' };
     const t0 = Date.now();
     const r = await call(prio);
@@ -223,27 +224,32 @@ describe('issue 5: load balancing through the whole gateway', () => {
   });
 
   it('the metrics endpoint is valid Prometheus text with the dispatcher and call series', async () => {
+    // traffic of its own: calls, and one 503 with every box disabled
+    expect((await spread(hash, 9)).reduce((a, b) => a + b, 0)).toBe(9);
+    for (const b of hash.callees) expect((await mgmt(`/dispatcher/${b.id}/state`, { state: 'disabled' })).status).toBe(200);
+    expect((await bob.invite({ to: hash.ruri('15550001000'), via: hash.udp }).final()).status).toBe(503);
+    for (const b of hash.callees) expect((await mgmt(`/dispatcher/${b.id}/state`, { state: 'active' })).status).toBe(200);
+    await sleep(300); // a probe round
+
     const m = await mgmt('/metrics');
     expect(m.status).toBe(200);
     expect(m.type).toMatch(/^text\/plain; version=0\.0\.4/);
-    const fams = parsePrometheusText(m.text);
+    const fams = parsePrometheusText(m.text); // strict: throws on anything Prometheus would reject
     const selections = fams.get('a2b_dispatcher_selections_total')!;
     expect(selections.type).toBe('counter');
-    for (const b of hash.callees) {
-      const s = selections.samples.find((x) => x.labels.id === b.id && x.labels.set === '1');
-      expect(s?.value).toBeGreaterThan(0);
-    }
-    expect(selections.samples.find((x) => x.labels.id === 'none')?.value).toBeGreaterThanOrEqual(1);
+    const boxIds = new Set(hash.callees.map((b) => b.id));
+    const chosen = selections.samples.filter((x) => x.labels.set === '1' && boxIds.has(x.labels.id!)).reduce((a, x) => a + x.value, 0);
+    expect(chosen).toBeGreaterThanOrEqual(9);
+    expect(selections.samples.find((x) => x.labels.set === '1' && x.labels.id === 'none')?.value).toBeGreaterThanOrEqual(1);
     const state = fams.get('a2b_dispatcher_destination_state')!;
     for (const b of hash.callees) {
-      const active = state.samples.find((x) => x.labels.id === b.id && x.labels.state === 'active');
-      expect(active?.value).toBe(1);
+      expect(state.samples.find((x) => x.labels.id === b.id && x.labels.state === 'active')?.value).toBe(1);
+      expect(state.samples.find((x) => x.labels.id === b.id && x.labels.state === 'disabled')?.value).toBe(0);
     }
-    expect(fams.get('a2b_dispatcher_state_changes_total')!.samples.some((x) => x.labels.to === 'inactive')).toBe(true);
-    expect(fams.get('a2b_dispatcher_probes_total')!.samples.some((x) => x.labels.result === 'fail')).toBe(true);
-    const calls = fams.get('a2b_calls_total')!;
-    expect(calls.samples.find((x) => x.labels.event === 'started')?.value).toBeGreaterThan(100);
-    expect(fams.get('a2b_sip_requests_total')!.samples.find((x) => x.labels.method === 'INVITE')?.value).toBeGreaterThan(100);
+    expect(fams.get('a2b_dispatcher_state_changes_total')!.samples.some((x) => x.labels.to === 'disabled' && x.value >= 1)).toBe(true);
+    expect(fams.get('a2b_dispatcher_probes_total')!.samples.some((x) => x.labels.result === 'ok' && x.value >= 1)).toBe(true);
+    expect(fams.get('a2b_calls_total')!.samples.find((x) => x.labels.event === 'started')?.value).toBeGreaterThanOrEqual(9);
+    expect(fams.get('a2b_sip_requests_total')!.samples.find((x) => x.labels.method === 'INVITE')?.value).toBeGreaterThanOrEqual(10);
   });
 
   it('a persisted admin state is written to gw_dispatcher and survives a reload; a new (TCP) row joins on POST /reload/dispatcher', async () => {
