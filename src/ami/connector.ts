@@ -31,6 +31,10 @@ export interface AmiConnectorOptions {
 
 export interface AmiBoxStatus {
   box: string;
+  /** Logged in now. */
+  up: boolean;
+  /** Epoch ms of the current login (when up). */
+  since?: number;
   state: AmiState;
   /** Epoch ms of the current connection's login, 0 when down. */
   upSince: number;
@@ -89,7 +93,8 @@ export class AmiConnector {
   status(): AmiBoxStatus[] {
     return [...this.clients.values()].map((c) => {
       const st = this.info.get(c.box)!;
-      return { box: c.box, state: c.state, upSince: st.upSince, lastDownReason: st.lastDownReason, cdrs: st.cdrs };
+      const up = c.state === 'up';
+      return { box: c.box, up, ...(up ? { since: st.upSince } : {}), state: c.state, upSince: st.upSince, lastDownReason: st.lastDownReason, cdrs: st.cdrs };
     });
   }
 

@@ -109,6 +109,7 @@ describe('gw_ami_session', () => {
     const h = await setup('box-s', 's');
     await until(async () => (await sessions('box-s')).length === 1);
     await sleep(250); // touched while up: the end moves forward
+    expect(h.connector.status()).toEqual([expect.objectContaining({ box: 'box-s', up: true, state: 'up', since: expect.any(Number), cdrs: 0 })]);
     const [open] = await sessions('box-s');
     expect(open).toMatchObject({ instance: 'test-gw', reason: 'up' });
     expect(String(open!.disconnected_at) > String(open!.connected_at)).toBe(true);
