@@ -168,6 +168,21 @@ describe('TCP transport', () => {
     expect(t.tcpConnectionCount).toBe(1);
   });
 
+  it('works over IPv6: stamps received, answers by Via on the same connection', async () => {
+    const { t, next } = await startTransport([{ proto: 'tcp', host: '::1', port: 0 }]);
+    expect(t.localAddress('tcp', 6)).toEqual({ host: '::1', port: t.listeners()[0]!.port });
+    const sock = net.connect(t.listeners()[0]!.port, '::1');
+    closers.push(() => { sock.destroy(); });
+    await new Promise((r) => sock.once('connect', r));
+    const wait = tcpCollector(sock);
+    sock.write(invite('[2001:db8::99]:5070', { proto: 'TCP' }));
+    const [{ msg, source }] = await next();
+    expect(source).toMatchObject({ proto: 'tcp', address: '::1', port: sock.localPort });
+    expect((msg as SipRequest).topVia).toMatchObject({ host: '2001:db8::99', received: '::1', rport: sock.localPort });
+    await t.sendResponse(createResponse(msg as SipRequest, 100));
+    expect(await wait((s) => s.includes('100 Trying'))).toContain('received=::1');
+  });
+
   it('honours ;alias (RFC 5923): requests to the sent-by port reuse the connection the peer opened', async () => {
     const { t, next } = await startTransport([{ proto: 'tcp', host: '127.0.0.1', port: 0 }]);
     const sock = net.connect(t.listeners()[0]!.port, '127.0.0.1');
