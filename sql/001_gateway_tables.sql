@@ -53,30 +53,8 @@ CREATE TABLE IF NOT EXISTS gw_acc (
   KEY gw_acc_time (time)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
--- Failed INVITEs, one row per attempt (like acc's missed_calls).
-CREATE TABLE IF NOT EXISTS gw_missed_calls (
-  id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  rec_key CHAR(32) NOT NULL,
-  method VARCHAR(16) NOT NULL,
-  from_tag VARCHAR(128) NOT NULL DEFAULT '',
-  to_tag VARCHAR(128) NOT NULL DEFAULT '',
-  callid VARCHAR(255) NOT NULL,
-  sip_code SMALLINT UNSIGNED NOT NULL,
-  sip_reason VARCHAR(128) NOT NULL DEFAULT '',
-  time DATETIME(3) NOT NULL,
-  src_user VARCHAR(64) NOT NULL DEFAULT '',
-  src_domain VARCHAR(128) NOT NULL DEFAULT '',
-  dst_user VARCHAR(64) NOT NULL DEFAULT '',
-  dst_domain VARCHAR(128) NOT NULL DEFAULT '',
-  accountcode VARCHAR(20) NOT NULL DEFAULT '',
-  src_ip VARCHAR(50) NOT NULL DEFAULT '',
-  auth_method VARCHAR(8) NOT NULL DEFAULT '',
-  destination VARCHAR(192) NOT NULL DEFAULT '',
-  attempt SMALLINT UNSIGNED NOT NULL DEFAULT 1,
-  UNIQUE KEY gw_missed_key (rec_key),
-  KEY gw_missed_callid (callid(64)),
-  KEY gw_missed_time (time)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Failed INVITEs, one row per attempt (like acc's missed_calls): the same columns and keys as gw_acc.
+CREATE TABLE IF NOT EXISTS gw_missed_calls LIKE gw_acc;
 
 -- Dialog-based CDRs (like acc's cdr mode). callref = the <=20 char Call-ID reference the dialplan
 -- copies into A2Billing's cc_call.a2b_custom1.
