@@ -6,6 +6,7 @@
 // schema); real_sessiontime = the answered seconds. Reconciliation compares durations on real_sessiontime, which is
 // right under either reading: sessiontimeMode 'answered' stores the answered seconds in sessiontime too (what the
 // AGI's rate engine does when the rate has no rounding_calltime), to check that.
+import { sqlDateTimeSec } from '../ami/time.js';
 import type { Db } from '../db/pool.js';
 import { INSERT_CC_CALL, SELECT_CARD_BY_ACCOUNTCODE, SELECT_RATE_FOR_NUMBER } from '../db/queries/emulator.js';
 
@@ -67,12 +68,8 @@ export interface CcCallInput {
 
 export interface CcCallWritten { id: number; sessiontime: number; billedSeconds: number; realSessiontime: number; sessionbill: number }
 
-const pad = (n: number): string => (n < 10 ? `0${n}` : String(n));
-/** cc_call times are TIMESTAMP columns; the session runs in UTC in tests and the demo. */
-function ts(ms: number): string {
-  const d = new Date(ms);
-  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
-}
+/** cc_call times are TIMESTAMP columns; the test and demo databases run in UTC. */
+const ts = sqlDateTimeSec;
 
 export class A2BillingSide {
   constructor(private readonly db: Db) {}
