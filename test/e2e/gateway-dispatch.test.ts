@@ -111,6 +111,32 @@ describe('issue 5: load balancing through the whole gateway', () => {
     expect(counts.reduce((a, b) => a + b, 0)).toBe(60);
   });
 
+  it('taking one box out moves only its own Call-IDs (rendezvous hashing): the others stay where they were', async () => {
+    const ids = Array.from({ length: 30 }, (_, i) => `rdv-${i}-${Date.now()}@e2e`);
+    const before = new Map<string, Callee>();
+    for (const id of ids) before.set(id, (await call(hash, id)).first!);
+    const gone = hash.callees[0]!;
+    expect((await mgmt(`/dispatcher/${gone.id}/state`, { state: 'disabled' })).status).toBe(200);
+    try {
+      let moved = 0;
+      for (const id of ids) {
+        const c = await call(hash, id);
+        expect(c.status).toBe(486);
+        // the box that got this new INVITE (the latest one of the Call-ID)
+        const now = hash.callees.find((b) => b.invites().some((m) => m.callId === id && m.cseq.seq === c.call.cseq))!;
+        if (before.get(id) === gone) {
+          expect(now).not.toBe(gone);
+          moved++;
+        } else {
+          expect(now).toBe(before.get(id));
+        }
+      }
+      expect(moved).toBeGreaterThan(0);
+    } finally {
+      await mgmt(`/dispatcher/${gone.id}/state`, { state: 'active' });
+    }
+  });
+
   it('weights are honoured: 3:1:0 gives about three quarters, one quarter, and never the weight-0 box', async () => {
     const counts = await spread(weighted, 80);
     expect(counts[2]).toBe(0);
