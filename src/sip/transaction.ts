@@ -219,6 +219,11 @@ export class TransactionLayer {
     return this.transport.send(msg, dest);
   }
 
+  /** @internal a response a transaction matched but cannot use */
+  stray(res: SipResponse): void {
+    this.guard(() => this.tu.onStrayResponse?.(res));
+  }
+
   /** @internal */
   removeServer(st: ServerTransaction): void {
     if (this.servers.get(st.key) === st) {
@@ -538,6 +543,11 @@ export class ClientTransaction {
         if (s >= 200 && s < 300) this.layer.guard(() => this.handlers.onResponse(res, this));
         return;
       case 'completed':
+        if (this.isInvite && s >= 200 && s < 300) {
+          // a 2xx after our non-2xx (a forking downstream): never swallow a 2xx, the TU relays it statelessly
+          this.layer.stray(res);
+          return;
+        }
         // a retransmitted final: re-send the ACK (INVITE), absorb it
         this.layer.metrics?.sipRetransmissions?.inc({ method: this.method });
         if (this.ackWire !== undefined && s >= 300) this.send(this.ackWire);

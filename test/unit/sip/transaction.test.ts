@@ -360,6 +360,8 @@ describe('INVITE client transaction', () => {
     expect(transport.statuses()).toEqual(['ACK']);
     expect(events).toEqual([['response', 486]]);
     expect(ct.state).toBe('completed');
+    reply(ct, 200, 'other-fork'); // a 2xx is never swallowed
+    expect(tu.stray.map((r) => r.status)).toEqual([200]);
     vi.advanceTimersByTime(32_000);
     expect(ct.state).toBe('terminated');
   });
