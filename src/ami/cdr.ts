@@ -141,12 +141,13 @@ export function cdrFromCsv(box: string, line: string, clock: ZoneClock): CdrReco
   if (f.length < 17) {
     throw new GwError('GW_ERR_AMI_PROTOCOL', `Master.csv line has ${f.length} columns; at least 17 (up to uniqueid) are needed — enable loguniqueid in cdr_csv.conf`);
   }
-  const c = (i: number): string => f[i] ?? '';
+  const c = (name: (typeof MASTER_CSV_COLUMNS)[number]): string => f[MASTER_CSV_COLUMNS.indexOf(name)] ?? '';
   return build(box, {
-    accountCode: c(0), source: c(1), destination: c(2), context: c(3), callerId: c(4), channel: c(5), dstChannel: c(6),
-    lastApp: c(7), lastData: c(8), start: c(9), answer: c(10), end: c(11), duration: c(12), billableSeconds: c(13),
-    disposition: c(14), amaFlags: c(15), uniqueId: c(16), userField: c(17),
-    linkedId: c(19), sequence: f.length >= 21 ? c(20) : undefined, sipCallId: undefined,
+    accountCode: c('accountcode'), source: c('src'), destination: c('dst'), context: c('dcontext'), callerId: c('clid'),
+    channel: c('channel'), dstChannel: c('dstchannel'), lastApp: c('lastapp'), lastData: c('lastdata'), start: c('start'),
+    answer: c('answer'), end: c('end'), duration: c('duration'), billableSeconds: c('billsec'), disposition: c('disposition'),
+    amaFlags: c('amaflags'), uniqueId: c('uniqueid'), userField: c('userfield'), linkedId: c('linkedid'),
+    sequence: f.length >= MASTER_CSV_COLUMNS.length ? c('sequence') : undefined, sipCallId: undefined,
   }, clock, 'backfill');
 }
 

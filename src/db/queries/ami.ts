@@ -11,11 +11,6 @@ export function selectAmiCdrByUniqueIdsSql(count: number): string {
 export const CLOSE_STALE_SESSIONS = `UPDATE gw_ami_session SET reason = ?
   WHERE instance = ? AND reason = 'up' AND connected_at < ?`;
 
-/** Sessions overlapping a window, for reconciliation and tests. */
-export const SELECT_SESSIONS = `SELECT id, box, instance, connected_at, disconnected_at, reason
-  FROM gw_ami_session WHERE box = ? AND connected_at < ? AND (disconnected_at IS NULL OR disconnected_at > ?)
-  ORDER BY connected_at`;
-
 /**
  * A window of a box's durable CDR table. The table name is validated by the config schema (identifier only) and
  * quoted; every value is a placeholder. calldate is the box's local time.
