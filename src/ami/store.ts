@@ -36,7 +36,7 @@ export const AMI_CDR_TABLE: TableSpec<StoredCdr> = defineTable<StoredCdr>({
 });
 
 /**
- * One AMI connection interval. The id is chosen by the gateway (random, < 2^53) so the row can be written by
+ * One AMI connection interval. The id is chosen by the gateway (random, < 2^48) so the row can be written by
  * the journaled writer and later updated by key ('update' = last write wins): the 'up' row, its periodic touches
  * and the final 'down' row are the same record.
  * While connected, reason = 'up' and disconnected_at = the last time the connection was known alive (touched every
