@@ -1,8 +1,9 @@
 // CDR write throughput of the batched journaled writer into MariaDB (gw_cdr rows/s), against a private
 // MariaDB started for the run (innodb_flush_log_at_trx_commit=2, as src/devdb configures it).
 // Cases: batch size 1 / 100 / 500 with journal fsync 'batch' (default) and 'none'; a steady 1000 records/s load
-// (enqueue → commit latency); the replay rate of a journal written while MySQL was down. Records are enqueued in one burst; the clock stops when every row is
-// committed (queue and journal empty). Also reports the synchronous enqueue() cost on the caller's side.
+// (enqueue → commit latency); the replay rate of a journal written while MySQL was down. In the batch cases the
+// records are enqueued in one burst and the clock stops when every row is committed (queue and journal empty).
+// Also reports the synchronous enqueue() cost on the caller's side.
 // Run: npx tsx bench/cdr-write.ts [records-for-batched-cases]
 //
 // Figures, 2026-11-22, 2 vCPU AMD EPYC shared with ~7 other engineers' jobs (load average 8-17 during the runs, so
