@@ -179,6 +179,25 @@ describe('issue 5: load balancing through the whole gateway', () => {
     p20.ua.behaviour = ANSWER;
   });
 
+  it('every box fails the call (503, 503, no answer): the caller gets 503 with Retry-After after all three were tried', async () => {
+    const [p10, p20, p5] = prio.callees as [Callee, Callee, Callee];
+    p20.ua.behaviour = { kind: 'reject', status: 503, reason: 'Service Unavailable' };
+    p10.ua.behaviour = { kind: 'silent' };
+    p5.ua.behaviour = { kind: 'reject', status: 503, reason: 'Service Unavailable' };
+    try {
+      const c = bob.invite({ to: prio.ruri('15550001000'), via: prio.udp });
+      const res = await c.final(8000);
+      expect(res.status).toBe(503);
+      expect(res.header('retry-after')).toMatch(/^\d+$/);
+      for (const b of [p10, p20, p5]) expect(b.invites().filter((m) => m.callId === c.callId)).toHaveLength(1);
+    } finally {
+      for (const b of prio.callees) {
+        b.ua.behaviour = ANSWER;
+        prio.gw.dispatch.dispatcher.setState(b.id, 'active', 'test');
+      }
+    }
+  });
+
   it('a box answering 503 fails over on hash-callid too: every call is answered by the healthy box', async () => {
     const [b1, b2, b3] = hash.callees as [Callee, Callee, Callee];
     b1.ua.behaviour = { kind: 'reject', status: 503, reason: 'Service Unavailable' };
