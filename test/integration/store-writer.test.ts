@@ -144,6 +144,26 @@ describe('batched writer on MariaDB', () => {
     expect((await rowsOf('slow')).map((r) => r.seq).sort((a, b) => a - b)).toEqual(seqs(120));
   });
 
+  it('while an INSERT is slow, new records keep moving from memory to the journal', async () => {
+    const w = await open(join(tmp, 'slow2'), { writeTimeoutMs: 8000 });
+    const locker = await t.db.getConnection();
+    try {
+      await locker.query('LOCK TABLES store_probe WRITE');
+      for (const i of seqs(50)) w.enqueue(probe('slow2', i));
+      await until(() => w.stats().journalRecords === 50 && w.stats().queued === 0, 3000); // the INSERT now waits
+      for (const i of seqs(50, 50)) w.enqueue(probe('slow2', i));
+      await until(() => w.stats().journalRecords === 100 && w.stats().queued === 0, 3000);
+      expect(w.stats().writeErrors).toBe(0); // still inside the first INSERT: slow, not failed
+    } finally {
+      await locker.query('UNLOCK TABLES');
+      locker.release();
+    }
+    await until(() => w.stats().journalRecords === 0);
+    await w.close();
+    expect((await rowsOf('slow2')).map((r) => r.seq)).toEqual(seqs(100));
+    expect(w.stats().writeErrors).toBe(0);
+  });
+
   it('a process killed with records in its journal: the next writer replays them once, skipping the torn line', async () => {
     const dir = join(tmp, 'd');
     const args = { writerUrl, rootUrl: t.url, user, journalDir: dir, run: 'crash', committed: 30, journaled: 70 };
