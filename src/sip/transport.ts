@@ -231,6 +231,7 @@ export class SipTransport {
           // tell the caller what it can answer (513 / 400) before the connection goes
           const r = parseMessage(head, { maxMessageSize: this.opts.maxMessageSize });
           const req = r.ok ? (r.message.isRequest() && r.message.method !== 'ACK' ? r.message : null) : r.error.message;
+          if (req !== null) req.source = { ...source };
           const err = kind === 'too-large'
             ? new SipParseError('too-large', 513, reason, req)
             : new SipParseError(req ? 'bad' : 'garbage', 400, reason, req);
