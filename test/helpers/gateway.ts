@@ -11,6 +11,10 @@
 //
 // Callees sit on 127.0.20.x by default: the gateway whitelists its boxes' addresses for abuse screening,
 // so a caller must never share an address with a box or it would never be banned.
+// Also here: digestInvite() (INVITE → 407 → INVITE with credentials), digestAnswer()/challengesOf() (an
+// independent RFC 7616 client, to build honest or hostile Proxy-Authorization values), finish() (ACK + BYE).
+// Defaults worth knowing: mgmt on 127.0.0.1 port 0 (h.mgmtUrl), pike limit effectively off (set abuse.pike to
+// test it), billing.creditCheck on (seed rates), sip.noResponseTimeoutMs 1500, OPTIONS probes every 5 s.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,11 +88,9 @@ export function deepMerge<T>(base: T, over: unknown): T {
   return out as T;
 }
 
-let callerSeq = 0;
-/** A fresh untrusted loopback address for a caller (its own abuse counters). */
-export function freshCallerIp(): string {
-  callerSeq++;
-  return `127.0.${60 + Math.floor(callerSeq / 250) % 100}.${(callerSeq % 250) + 1}`;
+/** The n-th untrusted loopback address for callers (127.0.60.1, 127.0.60.2, ...): its own abuse counters. */
+export function callerIp(n: number): string {
+  return `127.0.${60 + (Math.floor(n / 250) % 100)}.${(n % 250) + 1}`;
 }
 
 export interface StartOptions {
@@ -114,6 +116,7 @@ export async function startTestGateway(opts: StartOptions = {}): Promise<TestGat
   const setId = opts.setId ?? 1;
   const callees: Callee[] = [];
   const callers: SipUa[] = [];
+  let callerSeq = 0;
   let gw: Gateway | undefined;
 
   const addCallee = async (spec: CalleeSpec = {}): Promise<Callee> => {
@@ -193,7 +196,7 @@ export async function startTestGateway(opts: StartOptions = {}): Promise<TestGat
     tcp: { host: t.address, port: t.port, proto: 'tcp' },
     ruri: (user, proto = 'udp') => `sip:${user}@127.0.0.1:${proto === 'udp' ? u.port : t.port}${proto === 'tcp' ? ';transport=tcp' : ''}`,
     async caller(o: UaOptions = {}) {
-      const ua = await SipUa.start({ name: 'caller', ...o, host: o.host ?? freshCallerIp() });
+      const ua = await SipUa.start({ name: 'caller', ...o, host: o.host ?? callerIp(callerSeq++) });
       callers.push(ua);
       return ua;
     },
