@@ -55,7 +55,7 @@ export interface BatchWriterOptions<R> {
   retryMaxMs?: number;
   /** Records held in memory when even the journal cannot be written; beyond this they are dropped (counted). Default 200000. */
   maxQueue?: number;
-  /** A segment is closed (and deleted once committed) past this size. Default 4 MiB. */
+  /** A segment is closed (and deleted once committed) past this size. Default 1 MiB (parsing one at replay is a few ms of event loop). */
   segmentMaxBytes?: number;
   /** A fully committed segment older than this is deleted when the writer goes idle. Default 5000. */
   idleRotateMs?: number;
@@ -208,7 +208,7 @@ class Writer<R> implements BatchWriter<R> {
     this.retryMinMs = o.retryMinMs ?? 250;
     this.retryMaxMs = o.retryMaxMs ?? 15_000;
     this.maxQueue = o.maxQueue ?? 200_000;
-    this.segmentMaxBytes = o.segmentMaxBytes ?? 4 * 1024 * 1024;
+    this.segmentMaxBytes = o.segmentMaxBytes ?? 1024 * 1024;
     this.idleRotateMs = o.idleRotateMs ?? 5000;
     this.backoffMs = this.retryMinMs;
   }
