@@ -10,6 +10,7 @@ if (!url || !day || !tz || !outDir) {
 }
 const db = createDb({ url, poolSize: 6 });
 const t0 = performance.now();
+const cpu0 = process.cpuUsage();
 let rssPeak = process.memoryUsage.rss();
 const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, process.memoryUsage.rss()); }, 100);
 let lastLog = 0;
@@ -22,11 +23,12 @@ const r = await runReconcile({
   },
 });
 const wallMs = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
 clearInterval(sampler);
 await db.end();
 const rows = r.summary.sources.gwCdr + r.summary.sources.amiCdr + r.summary.sources.ccCall;
 process.stdout.write(`${JSON.stringify({
-  wallMs: Math.round(wallMs), rows, rowsPerSec: Math.round(rows / (wallMs / 1000)), calls: r.summary.calls,
+  wallMs: Math.round(wallMs), cpuMs: Math.round((cpu.user + cpu.system) / 1000), rows, rowsPerSec: Math.round(rows / (wallMs / 1000)), calls: r.summary.calls,
   peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024), sampledPeakRssMb: Math.round(rssPeak / 1048576),
   classes: Object.fromEntries(Object.entries(r.summary.classes).map(([k, v]) => [k, v.count])), amountAtRisk: r.summary.amountAtRisk,
   files: r.files, phases: r.phases, loadavg: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(1))),
