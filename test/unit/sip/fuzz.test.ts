@@ -106,19 +106,19 @@ function exercise(m: SipMessage, deep: boolean): void {
 }
 
 describe('parser fuzz', () => {
-  it('30 000 mutated messages: nothing throws, every success is readable, editable and round-trips', () => {
+  it('20 000 mutated messages: nothing throws, every success is readable, editable and round-trips', () => {
     const rnd = prng(0x5eed);
     let ok = 0;
     let answerable = 0;
     let garbage = 0;
-    for (let i = 0; i < 30_000; i++) {
+    for (let i = 0; i < 20_000; i++) {
       const input = mutate(i % 4 === 0 ? CORPUS[(i >> 2) % CORPUS.length]! : VALID_ALL[i % VALID_ALL.length]!, rnd);
       const stream = i % 5 === 0;
       const r = parseMessage(input, { maxMessageSize: 4096, stream });
       if (r.ok) {
         ok++;
         try {
-          exercise(r.message, ok % 3 === 0);
+          exercise(r.message, ok % 4 === 0);
         } catch (e) {
           throw new Error(`input #${i} ${JSON.stringify(input.toString('latin1'))}: ${(e as Error).message}`);
         }
@@ -132,16 +132,16 @@ describe('parser fuzz', () => {
     }
     console.log(`parser fuzz: ${ok} parsed, ${answerable} answerable errors, ${garbage} garbage`);
     // the mutations must actually reach every outcome
-    expect(ok).toBeGreaterThan(6000);
-    expect(answerable).toBeGreaterThan(3000);
-    expect(garbage).toBeGreaterThan(3000);
+    expect(ok).toBeGreaterThan(4000);
+    expect(answerable).toBeGreaterThan(2000);
+    expect(garbage).toBeGreaterThan(2000);
   });
 });
 
 describe('framer fuzz', () => {
-  it('1 500 random chunkings of message streams with keep-alives frame back exactly the messages sent', () => {
+  it('1 000 random chunkings of message streams with keep-alives frame back exactly the messages sent', () => {
     const rnd = prng(42);
-    for (let round = 0; round < 1500; round++) {
+    for (let round = 0; round < 1000; round++) {
       const sent: Buffer[] = [];
       const parts: Buffer[] = [];
       let pings = 0;
@@ -175,9 +175,9 @@ describe('framer fuzz', () => {
     }
   });
 
-  it('3 000 mutated streams never make the framer throw', () => {
+  it('2 000 mutated streams never make the framer throw', () => {
     const rnd = prng(7);
-    for (let round = 0; round < 3000; round++) {
+    for (let round = 0; round < 2000; round++) {
       const stream = mutate(Buffer.concat([VALID[round % VALID.length]!, VALID[(round + 1) % VALID.length]!]), rnd);
       const f = new StreamFramer(2048, {
         onMessage: (b) => { parseMessage(b, { stream: true }); },
