@@ -1,7 +1,7 @@
 // One supervised AMI connection to one Asterisk box: login (with `Events:` narrowing), a Ping heartbeat with a
 // deadline, reconnect with capped exponential back-off and jitter, actions with time-outs that fail fast while
 // disconnected, and Cdr events turned into typed CdrRecords. Our own small client rather than asterisk-manager
-// 0.2.0: see docs in /work/team/NOTES-ami.md ("Why not asterisk-manager") for the defects that forced it.
+// 0.2.0: README "Why not asterisk-manager" lists the defects that forced it (test/e2e/emulator-asterisk-manager-defects.test.ts).
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import { GwError, describeError } from '../errors.js';
