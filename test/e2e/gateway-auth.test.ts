@@ -344,6 +344,29 @@ describe('issue 4: authentication through the whole gateway', () => {
     expect(atCallee(back.second.callId)!.headerLines('p-accountcode')).toEqual([SEED.cards.erin.username]);
   });
 
+  it('MySQL hanging (subscriber table locked): unknown callers get 503 within auth.dbTimeoutMs, known callers still pass', async () => {
+    const to = h.ruri('15551230018');
+    const known = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
+    expect((await finish(known.second)).status).toBe(200);
+    const locker = await h.db.db.getConnection();
+    try {
+      await locker.query('LOCK TABLES cc_sip_buddies WRITE, cc_card WRITE');
+      const dave = { user: SEED.cards.dave.sip.name, password: SEED.cards.dave.sip.secret };
+      const t0 = Date.now();
+      const u = await digestInvite(await h.caller(), { to, via: h.udp, ...dave });
+      const r = await u.second.final(5000);
+      expect(r.status).toBe(503);
+      expect(Date.now() - t0).toBeLessThan(3000); // auth.dbTimeoutMs 1000, not forever
+      expect(atCallee(u.second.callId)).toBeUndefined();
+      const again = await digestInvite(await h.caller(), { to, via: h.udp, ...ALICE });
+      expect((await finish(again.second)).status).toBe(200);
+      expect(atCallee(again.second.callId)!.headerLines('p-accountcode')).toEqual([ALICE.accountcode]);
+    } finally {
+      await locker.query('UNLOCK TABLES').catch(() => undefined);
+      locker.release();
+    }
+  });
+
   it('a stale nonce (past auth.nonceTtlSec) is re-challenged with stale=true, and the fresh one is accepted', async () => {
     const wait = early.at + NONCE_TTL_SEC * 1000 + 200 - Date.now();
     if (wait > 0) await sleep(wait);
