@@ -6,7 +6,7 @@
 //   framer.ts               TCP stream → messages (CRLF keep-alives, Content-Length framing, size limit)
 //   transport.ts            UDP/TCP listeners, received/rport, routing by Via, URI resolution, connection reuse
 //   transaction.ts          RFC 3261 §17 (+ RFC 6026) client/server transactions and timers; the proxy is its TU
-// The API and its semantics are documented in /work/team/NOTES-sip.md.
+// Each module opens with what it guarantees; nothing below transport.ts does I/O.
 export * from './uri.js';
 export * from './headers.js';
 export * from './message.js';
