@@ -46,3 +46,18 @@ export function pssMb(root: number): number {
   }
   return Math.round(kb / 1024);
 }
+
+/** user and system CPU milliseconds of the tree, separately (system time is mostly the UDP/loopback path). */
+export function cpuSplitMs(root: number): { user: number; sys: number } {
+  let u = 0;
+  let k = 0;
+  for (const p of treePids(root)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      u += Number(f[11]);
+      k += Number(f[12]);
+    } catch { /* gone */ }
+  }
+  return { user: u * TICK_MS, sys: k * TICK_MS };
+}

@@ -13,23 +13,36 @@ import { createDb, type Db } from '../src/db/pool.js';
 import { loadA2BillingFixture } from '../src/devdb/fixture.js';
 import { freePort, startPrivateMariaDb, type PrivateMariaDb } from '../src/devdb/private-mariadb.js';
 import { SEED, seedA2Billing } from '../src/devdb/seed.js';
-import { startCallee, type Callee } from './loadgen/callee.js';
-import { Caller, type StepResult } from './loadgen/caller.js';
-import { cpuMs, pssMb } from './procstat.js';
+import { startCallee, type Callee } from '../src/loadgen/callee.js';
+import { Caller, type StepResult } from '../src/loadgen/caller.js';
+import { cpuMs, cpuSplitMs, pssMb } from './procstat.js';
 
 const ROOT = join(import.meta.dirname, '..');
+
+export type StepFigures = StepResult & { cpuMsPerCall?: number; userMsPerCall?: number; sysMsPerCall?: number; pssMb?: number };
 
 export interface ScenarioResult {
   name: string;
   label: string;
-  best: (StepResult & { cpuMsPerCall?: number; pssMb?: number }) | undefined;
-  steps: Array<StepResult & { cpuMsPerCall?: number; pssMb?: number }>;
+  best: StepFigures | undefined;
+  steps: StepFigures[];
   halfRate?: StepResult;
   extra?: Record<string, unknown>;
 }
 
 interface Env {
   quick: boolean;
+  /** Override of the ramp's rates (profiling a fixed load). */
+  rates?: number[];
+  stepSec?: number;
+  /** Idle seconds before the ramp (measures the gateway's fixed CPU cost per second). */
+  idleSec?: number;
+  /** The gateway's entry point (default: this checkout's dist/src/cli/main.js); another build to compare. */
+  gwMain?: string;
+  /** Deep-merged over the gateway's bench config (experiments: `{"acc":{"fsync":"none"}}`). */
+  gwConfig?: Record<string, unknown>;
+  /** Extra node flags for the gateway process (e.g. --cpu-prof --cpu-prof-dir=DIR). */
+  gwNodeArgs: string[];
   db: Db;
   dbUrl: string;
   rootUrl: string;
@@ -55,25 +68,32 @@ async function waitPort(proto: 'udp' | 'tcp', port: number, ms = 15000): Promise
 
 /** Ramps the rate until a step fails or cannot keep up; returns every step and the best clean one. */
 async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid: number | undefined, env: Env): Promise<ScenarioResult> {
-  const rates = env.quick ? [200, 500, 1000, 1500, 2000, 3000] : [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000];
-  const stepSec = env.quick ? 3 : 6;
+  const rates = env.rates ?? (env.quick ? [200, 500, 1000, 1500, 2000, 3000] : [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000]);
+  const stepSec = env.stepSec ?? (env.quick ? 3 : 6);
   const steps: ScenarioResult['steps'] = [];
   let best: ScenarioResult['best'];
   const caller = await mk();
   try {
+    if (env.idleSec && pid) {
+      const c0 = cpuMs(pid);
+      await new Promise((res) => setTimeout(res, env.idleSec! * 1000));
+      log(`${name} idle: ${((cpuMs(pid) - c0) / env.idleSec).toFixed(1)} cpu-ms per second`);
+    }
     for (const rate of rates) {
-      const c0 = pid ? cpuMs(pid) : 0;
+      const c0 = pid ? cpuSplitMs(pid) : { user: 0, sys: 0 };
       const r = await caller.runStep(rate, stepSec);
-      const step = { ...r, ...(pid ? { cpuMsPerCall: (cpuMs(pid) - c0) / Math.max(1, r.completed), pssMb: pssMb(pid) } : {}) };
+      const c1 = pid ? cpuSplitMs(pid) : c0;
+      const per = (ms: number): number => ms / Math.max(1, r.completed);
+      const step: StepFigures = { ...r, ...(pid ? { cpuMsPerCall: per(c1.user + c1.sys - c0.user - c0.sys), userMsPerCall: per(c1.user - c0.user), sysMsPerCall: per(c1.sys - c0.sys), pssMb: pssMb(pid) } : {}) };
       steps.push(step);
-      log(`${name} ${rate}/s → ${r.completed}/${r.attempted} ok, ${r.failed} failed ${JSON.stringify(r.failures)}, p99 ${r.setupMs.p99.toFixed(1)} ms${step.cpuMsPerCall !== undefined ? `, ${step.cpuMsPerCall.toFixed(3)} cpu-ms/call` : ''}`);
+      log(`${name} ${rate}/s → ${r.completed}/${r.attempted} ok, ${r.failed} failed ${JSON.stringify(r.failures)}, p99 ${r.setupMs.p99.toFixed(1)} ms${step.cpuMsPerCall !== undefined ? `, ${step.cpuMsPerCall.toFixed(3)} cpu-ms/call (user ${step.userMsPerCall!.toFixed(3)}, sys ${step.sysMsPerCall!.toFixed(3)}), ${step.pssMb} MB` : ''}`);
       // Sustained = zero failures, and the generator kept the pace (setup p99 under a second).
       if (r.failed > 0 || r.setupMs.p99 > 1000) break;
       best = step;
       await new Promise((res) => setTimeout(res, 500));
     }
     let halfRate: StepResult | undefined;
-    if (best) {
+    if (best && !env.rates) {
       halfRate = await caller.runStep(Math.max(50, Math.round(best.rate / 2)), stepSec);
       log(`${name} half rate ${halfRate.rate}/s: p50 ${halfRate.setupMs.p50.toFixed(2)} p95 ${halfRate.setupMs.p95.toFixed(2)} p99 ${halfRate.setupMs.p99.toFixed(2)} ms`);
     }
@@ -101,10 +121,20 @@ async function countRows(db: Db, sql: string): Promise<number> {
   return Number((r as Array<{ n: number }>)[0]?.n ?? 0);
 }
 
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' && !Array.isArray(cur)
+      ? merge(cur as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
 async function withGateway<T>(env: Env, fn: (port: number, pid: number) => Promise<T>): Promise<T> {
   const port = await freePort();
   const cfgFile = join(env.tmp, `gateway-${port}.yaml`);
-  writeFileSync(cfgFile, toYaml({
+  writeFileSync(cfgFile, toYaml(merge({
     log: { level: 'warn', format: 'json' },
     db: { url: env.dbUrl },
     sip: { listen: [{ proto: 'udp', host: '127.0.0.1', port }, { proto: 'tcp', host: '127.0.0.1', port }] },
@@ -115,8 +145,8 @@ async function withGateway<T>(env: Env, fn: (port: number, pid: number) => Promi
     dialog: { stateDir: join(env.tmp, `dialogs-${port}`) },
     reconcile: { enabled: false },
     mgmt: { enabled: false },
-  }));
-  const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  }, env.gwConfig ?? {})));
+  const child = spawn(process.execPath, [...env.gwNodeArgs, env.gwMain ?? join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   try {
@@ -164,7 +194,7 @@ async function withKamailio<T>(env: Env, o: { children: number; acc: boolean; as
   }
 }
 
-async function setup(quick: boolean): Promise<{ env: Env; server?: PrivateMariaDb }> {
+async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'gwNodeArgs' | 'idleSec' | 'gwMain' | 'gwConfig'>): Promise<{ env: Env; server?: PrivateMariaDb }> {
   let server: PrivateMariaDb | undefined;
   let rootUrl = process.env.A2B_BENCH_DB_URL;
   if (!rootUrl) {
@@ -196,11 +226,22 @@ async function setup(quick: boolean): Promise<{ env: Env; server?: PrivateMariaD
   gwUrl.password = 'bench-pw';
   gwUrl.pathname = '/a2b_bench';
   const tmp = mkdtempSync(join(tmpdir(), 'a2b-bench-'));
-  return { env: { quick, db, dbUrl: gwUrl.toString(), rootUrl, callees, tmp }, server };
+  return { env: { quick, ...o, db, dbUrl: gwUrl.toString(), rootUrl, callees, tmp }, server };
 }
 
-export async function runSipLoad(opts: { quick: boolean; scenarios: string[] }): Promise<ScenarioResult[]> {
-  const { env, server } = await setup(opts.quick);
+export interface SipLoadOptions {
+  quick: boolean;
+  scenarios: string[];
+  rates?: number[];
+  stepSec?: number;
+  gwNodeArgs?: string[];
+  idleSec?: number;
+  gwMain?: string;
+  gwConfig?: Record<string, unknown>;
+}
+
+export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]> {
+  const { env, server } = await setup(opts.quick, { rates: opts.rates, stepSec: opts.stepSec, gwNodeArgs: opts.gwNodeArgs ?? [], idleSec: opts.idleSec, gwMain: opts.gwMain, gwConfig: opts.gwConfig });
   const results: ScenarioResult[] = [];
   const want = (s: string): boolean => opts.scenarios.includes(s);
   try {
@@ -243,8 +284,19 @@ export async function runSipLoad(opts: { quick: boolean; scenarios: string[] }):
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, scenarios: { type: 'string', default: 'a,b,c,d' }, out: { type: 'string', default: join(ROOT, 'bench/out/sip-load.json') } } });
-  const results = await runSipLoad({ quick: values.quick === true, scenarios: values.scenarios!.split(',') });
+  const { values } = parseArgs({ options: {
+    quick: { type: 'boolean' }, scenarios: { type: 'string', default: 'a,b,c,d' }, out: { type: 'string', default: join(ROOT, 'bench/out/sip-load.json') },
+    rates: { type: 'string' }, 'step-sec': { type: 'string' }, 'gw-node-args': { type: 'string' }, 'idle-sec': { type: 'string' }, 'gw-main': { type: 'string' }, 'gw-config': { type: 'string' },
+  } });
+  const results = await runSipLoad({
+    quick: values.quick === true, scenarios: values.scenarios!.split(','),
+    rates: values.rates ? values.rates.split(',').map(Number) : undefined,
+    stepSec: values['step-sec'] ? Number(values['step-sec']) : undefined,
+    gwMain: values['gw-main'],
+    gwConfig: values['gw-config'] ? JSON.parse(values['gw-config']) as Record<string, unknown> : undefined,
+    idleSec: values['idle-sec'] ? Number(values['idle-sec']) : undefined,
+    gwNodeArgs: values['gw-node-args'] ? values['gw-node-args'].split(' ').filter(Boolean) : [],
+  });
   mkdirSync(join(values.out!, '..'), { recursive: true });
   writeFileSync(values.out!, JSON.stringify(results, null, 2));
   for (const r of results) log(`${r.name}: best ${r.best ? `${r.best.rate}/s (${r.best.cps.toFixed(0)} cps, p99 ${r.best.setupMs.p99.toFixed(1)} ms${r.best.cpuMsPerCall !== undefined ? `, ${r.best.cpuMsPerCall.toFixed(3)} cpu-ms/call, ${r.best.pssMb} MB` : ''})` : 'none'}`);
