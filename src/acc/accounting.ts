@@ -157,14 +157,16 @@ class AccountingImpl implements Accounting {
   reap(now = Date.now()): number {
     let n = 0;
     for (const [key, c] of this.calls) {
+      // An answered call cannot outlive the dialog's lifetime (or its own longer credit limit): its CDR ends there.
+      const limitMs = Math.max(this.maxLifetimeMs, (c.maxDurationSec ?? 0) * 1000);
       const expired = c.answered !== null
-        ? now - c.answered > this.maxLifetimeMs + this.reapGraceMs
+        ? now - c.answered > limitMs + this.reapGraceMs
         : now - c.created > this.setupMaxMs;
       if (!expired) continue;
       this.calls.delete(key);
       n++;
       this.o.log.warn({ callId: c.callId, answered: c.answered !== null }, 'call reaped: its end was never reported');
-      this.writeCdr(c, now, 'timeout', c.answered !== null ? c.sipCode : 0);
+      this.writeCdr(c, c.answered !== null ? Math.min(now, c.answered + limitMs) : now, 'timeout', c.answered !== null ? c.sipCode : 0);
     }
     this.st.reaped += n;
     return n;

@@ -192,7 +192,7 @@ describe('call state', () => {
     feed(a, answeredCall(facts(), { answerAfterMs: 1000, talkMs: 0 }).slice(0, 2));
     expect(a.reap(T0 + 1000 + 3600_000)).toBe(0);
     expect(a.reap(T0 + 1000 + 3600_000 + 61_000)).toBe(1);
-    expect(out.cdr[0]).toMatchObject({ endReason: 'timeout', durationSec: 3661 });
+    expect(out.cdr[0]).toMatchObject({ endReason: 'timeout', durationSec: 3600 }); // ends at the lifetime, not at the reaping
     expect(a.stats()).toMatchObject({ activeCalls: 0, reaped: 1 });
   });
 
