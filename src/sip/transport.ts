@@ -46,6 +46,8 @@ export interface TransportOptions {
   maxMessageSize: number;
   tcpIdleTimeoutMs: number;
   tcpConnectTimeoutMs?: number;
+  /** UDP socket receive/send buffer size asked of the kernel (default 4 MiB; capped by net.core.rmem_max/wmem_max). */
+  udpBufferBytes?: number;
   /** Incoming TCP connections accepted per listener (default 10 000). */
   maxTcpConnections?: number;
   logger: Logger;
@@ -171,6 +173,11 @@ export class SipTransport {
       socket.bind(port, host, () => {
         socket.off('error', onErr);
         socket.on('error', (err) => this.log.warn({ err: err.message, proto: 'udp' }, 'udp socket error'));
+        // bursts (a flood, a retransmission storm) must queue in the kernel rather than be dropped
+        const want = this.opts.udpBufferBytes ?? 4 * 1024 * 1024;
+        try { socket.setRecvBufferSize(want); socket.setSendBufferSize(want); } catch (e) {
+          this.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'udp buffer size not changed');
+        }
         const spec: BoundListener = { proto: 'udp', host, port: socket.address().port };
         const l: UdpListener = { spec, socket, family, wildcard: isWildcard(host) };
         socket.on('message', (buf, rinfo) => this.onDatagram(l, buf, rinfo));
