@@ -5,7 +5,7 @@
 // Write-ahead: every record is appended to the stream's on-disk journal BEFORE it is sent to MySQL (group
 // commit: one write + one fdatasync per batch, not per record). The journal is the queue of truth:
 //   memory (≤ flushIntervalMs or batchSize) → journal segment (append, fsync) → multi-row INSERT → segment
-//   deleted once every row in it is committed and it is full (segmentMaxBytes) or the writer closes.
+//   deleted once every row in it is committed and it is full (segmentMaxBytes), idle (idleRotateMs) or closed.
 // When MySQL fails or is slower than writeTimeoutMs, records keep going to the journal (memory stays small)
 // and one serial loop replays the journal oldest-first, batch by batch, with exponential backoff; the unique
 // key of each table (rec_key, or AMI's (box, uniqueid, sequence)) makes a replayed row that already landed a
@@ -13,10 +13,11 @@
 // Segments left by a crash are found at start and replayed before anything newer (order is preserved:
 // segments by number, lines in file order, memory last).
 //
-// fsync policy: 'batch' (default) fdatasyncs each journal append before the batch is sent to MySQL, and the
-// directory when a segment is created: a power cut loses only records still in memory (< flushIntervalMs).
-// 'none' leaves flushing to the OS: a process crash loses nothing (the page cache survives), a power cut may
-// lose the last few seconds.
+// What a crash can cost: records not yet journaled, i.e. enqueued less than flushIntervalMs ago (or fewer than
+// batchSize records) — lower flushIntervalMs to shrink that window. Everything journaled survives a process crash.
+// fsync policy: 'batch' (default) fdatasyncs the journal after each drain of memory, before those rows are sent
+// to MySQL, and the directory when a segment is created, so a power cut costs no more than a process crash.
+// 'none' leaves flushing to the OS: same for a process crash, a power cut may also lose the last few seconds.
 //
 // A row MySQL rejects as data (not as an outage) would otherwise block the stream forever: such a batch is
 // retried row by row and the rows MySQL still refuses go to dead-letter.jsonl in the stream directory
