@@ -2,7 +2,8 @@
 // completes digest proxy authentication through the WHOLE gateway (startGateway, seeded MariaDB).
 // A missing sipsak FAILS these tests with a clear message: it never skips.
 // The gateway listens on a 4-digit port: sipsak 0.9.8.1 drops the last digit of a 5-digit port when it
-// writes the Request-URI.
+// writes the Request-URI. UDP only: over TCP sipsak 0.9.8.1 reads one message per segment and drops the
+// 407 when it arrives in the same segment as the 100 Trying ("received too much bytes"), then hangs.
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
