@@ -454,8 +454,12 @@ export abstract class SipMessage {
   /** The message as wire bytes. Untouched messages return their original bytes without copying. */
   toBuffer(): Buffer {
     // Content-Length must match the body (streams require it; a changed body changes it).
-    const cl = this.contentLength;
-    if (cl !== this.body.length || this.header('content-length').length !== 1) {
+    let clLines = 0;
+    let cl = -1;
+    for (const h of this.headers) {
+      if (h.lname === 'content-length') { clLines++; cl = parseDecimal(h.value, 9); }
+    }
+    if (clLines !== 1 || cl !== this.body.length) {
       this.removeHeader('content-length');
       this.headers.push(newLine('Content-Length', String(this.body.length)));
       this.modified = true;
