@@ -131,6 +131,16 @@ describe('issue 4: authentication through the whole gateway', () => {
     expect(atCallee(call.callId)).toBeUndefined();
   });
 
+  it('a hand-made peer without a card (127.0.0.4) is not trusted: challenged, never routed as its account', async () => {
+    const caller = await h.caller({ host: SEED.handmade.host });
+    const call = caller.invite({ to: h.ruri('15551230024'), via: h.udp });
+    expect((await call.final()).status).toBe(407);
+    expect(atCallee(call.callId)).toBeUndefined();
+    const { second } = await digestInvite(await h.caller(), { to: h.ruri('15551230024'), via: h.udp, user: SEED.handmade.name, password: SEED.handmade.secret });
+    expect((await second.final()).status).toBe(403);
+    expect(atCallee(second.callId)).toBeUndefined();
+  });
+
   it('a spoofed P-Accountcode (any spelling, repeated, comma-joined) never reaches the callee: exactly one trusted one does', async () => {
     const spoofs: Array<[string, string]> = [
       ['P-Accountcode', '4242424242'],
