@@ -122,7 +122,8 @@ export async function generateDay(o: GenOptions, sink: (c: Chunk) => Promise<voi
     const amiPresent = !inGap && fault !== 'amilost' && (answered || noise < 0.5);
     // Cdr events without the Call-ID / cc rows without a2b_custom1 only where the other side carries it.
     const amiNoCallid = amiPresent && fault === 'none' && noise >= 0.97;
-    const ccNoCustom1 = amiPresent && !amiNoCallid && fault === 'none' && noise < 0.01;
+    // Some of them are retried calls: their rows (uniqueid + 1000000000) join through the base uniqueid.
+    const ccNoCustom1 = amiPresent && !amiNoCallid && fault === 'none' && (noise < 0.01 || (noise >= 0.5 && noise < 0.51));
     const retry = answered && noise >= 0.5 && noise < 0.55;
     const twoCdrs = answered && noise >= 0.55 && noise < 0.6;
 
