@@ -151,6 +151,8 @@ describe('issue 4: authentication through the whole gateway', () => {
       // RFC 3261 HCOLON allows blanks before the colon: still the same header
       ['P-Accountcode ', '3333333333'],
       ['P-Accountcode\t', '4444444444'],
+      // a value folded onto a continuation line (RFC 3261 LWS) is the same header
+      ['P-Accountcode', '\r\n 5555555555'],
     ];
     // IP-authenticated (bob) ...
     const bob = await h.caller({ host: '127.0.0.2' });
@@ -164,7 +166,7 @@ describe('issue 4: authentication through the whole gateway', () => {
       expect(inv.headerLines('p-accountcode')).toEqual([expected]);
       const lines = inv.raw.split('\r\n').filter((l) => /^\s*p-accountcode\s*:/i.test(l));
       expect(lines).toEqual([`P-Accountcode: ${expected}`]);
-      for (const bogus of ['6666000003', '7777000004', '8888000005', '9999999999', '1111111111', '2222222222', '3333333333', '4444444444']) expect(inv.raw).not.toContain(bogus);
+      for (const bogus of ['6666000003', '7777000004', '8888000005', '9999999999', '1111111111', '2222222222', '3333333333', '4444444444', '5555555555']) expect(inv.raw).not.toContain(bogus);
     }
     // In-dialog requests from the caller cannot smuggle one either.
     const d = (await h.caller({ host: '127.0.0.2' }));
