@@ -42,9 +42,15 @@ export interface MessageSource {
 
 const CRLF = '\r\n';
 
-// Buffer#latin1Write skips write()'s argument juggling (measurable per header line); fall back if it ever goes away.
+// Short strings (header names, most values) are copied by a JS loop: cheaper than a call into C++; long ones use
+// Buffer#latin1Write, which skips write()'s argument juggling (falls back to write() if it ever goes away).
 type Latin1Writer = { latin1Write?: (s: string, offset: number, length: number) => number };
 function latin1Write(out: Buffer, s: string, pos: number): number {
+  const n = s.length;
+  if (n < 48) {
+    for (let i = 0; i < n; i++) out[pos + i] = s.charCodeAt(i);
+    return n;
+  }
   const w = (out as unknown as Latin1Writer).latin1Write;
   return w !== undefined ? w.call(out, s, pos, s.length) : out.write(s, pos, 'latin1');
 }

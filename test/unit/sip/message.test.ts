@@ -155,9 +155,10 @@ describe('building messages', () => {
   it('generates unguessable, distinct identifiers', () => {
     const branches = new Set(Array.from({ length: 1000 }, () => newBranch()));
     expect(branches.size).toBe(1000);
-    for (const b of branches) expect(b).toMatch(/^z9hG4bK[A-Za-z0-9_-]{22}$/);
+    for (const b of branches) expect(b).toMatch(/^z9hG4bK[0-9a-f]{32}$/);
     expect(newTag()).toMatch(/^[0-9a-f]{16}$/);
-    expect(newCallId('h.example')).toMatch(/^[A-Za-z0-9_-]{22}@h\.example$/);
+    expect(newCallId('h.example')).toMatch(/^[0-9a-f]{32}@h\.example$/);
+    expect(new Set(Array.from({ length: 1000 }, () => newTag())).size).toBe(1000);
   });
 });
 
