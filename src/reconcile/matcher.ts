@@ -68,6 +68,15 @@ function minStr(a: string | null | undefined, b: string | null | undefined): str
   return a < b ? a : b;
 }
 
+/**
+ * The seconds A2Billing says were answered: real_sessiontime; sessiontime (the billed seconds, rounded up to the
+ * rate's blocks) only on rows without it. Comparing the gateway's duration with billed seconds would flag every
+ * short call on a 60 s first block.
+ */
+function answeredSec(c: CcCallRow): number {
+  return c.realSessiontime ?? c.sessiontime ?? 0;
+}
+
 export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void): Matcher {
   const stats: MatcherStats = { groups: 0, outOfWindow: 0, joinedByUniqueid: 0, pendingPeak: 0 };
   const pending = new Map<string, CallGroup>();
@@ -146,7 +155,7 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
     const billed = c.terminatecauseid === 1 && (c.sessiontime ?? 0) > 0;
     if (!r.ans) return !billed && !((c.sessionbill ?? 0) > 0);
     if (!billed || a.disposition !== 'ANSWERED') return false;
-    if (Math.abs(r.durationSec - (c.sessiontime ?? 0)) > ctx.toleranceSec) return false;
+    if (Math.abs(r.durationSec - answeredSec(c)) > ctx.toleranceSec) return false;
     return ctx.cards.byId(c.cardId)?.username === r.accountcode;
   };
 
@@ -162,7 +171,7 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
       emit({
         cls: 'matched', start: r.created, callid: r.callid, callref: g.key, box: ami[0]!.box, uniqueid: c.baseUid, ccCallId: c.id,
         accountGw: r.accountcode, accountBilled: r.accountcode, cardId: c.cardId, gwDuration: r.ans ? r.durationSec : 0,
-        amiDuration: ami[0]!.disposition === 'ANSWERED' ? ami[0]!.billsec : 0, billedDuration: c.terminatecauseid === 1 ? c.sessiontime ?? 0 : 0,
+        amiDuration: ami[0]!.disposition === 'ANSWERED' ? ami[0]!.billsec : 0, billedDuration: c.terminatecauseid === 1 ? answeredSec(c) : 0,
         amount: 0, detail: '', account: r.accountcode,
       });
       return;
@@ -193,7 +202,7 @@ export function createMatcher(ctx: MatcherContext, emit: (r: CallResult) => void
 
     // A2Billing answered = terminatecauseid 1 with billed seconds; retries are the other rows of the call.
     const ccAnswered = cc.filter((r) => r.terminatecauseid === 1 && (r.sessiontime ?? 0) > 0);
-    const billedDur = cc.length ? sum(ccAnswered.map((r) => r.sessiontime ?? 0)) : null;
+    const billedDur = cc.length ? sum(ccAnswered.map(answeredSec)) : null;
     const ccChargedRows = cc.filter((r) => (r.sessionbill ?? 0) > 0 || (r.terminatecauseid === 1 && (r.sessiontime ?? 0) > 0));
     const billedAmount = round5(sum(cc.map((r) => r.sessionbill ?? 0)));
     const charged = ccChargedRows.length > 0;

@@ -65,7 +65,10 @@ export interface CcCallRow {
   id: number;
   cardId: number;
   start: string;
+  /** Billed seconds: the answered time rounded up to the rate's blocks. */
   sessiontime: number | null;
+  /** Answered seconds (what the gateway's duration is compared with); NULL on old rows. */
+  realSessiontime?: number | null;
   sessionbill: number | null;
   terminatecauseid: number | null;
   calledstation: string;

@@ -49,7 +49,7 @@ ORDER BY k`;
 export const CC_CALL_STREAM = `SELECT
   CONVERT(IF(c.a2b_custom1 REGEXP '^[0-9a-fA-F]{20}$', LOWER(c.a2b_custom1), CONCAT('u', HEX(${BASE_UID}))) USING ascii) COLLATE ascii_bin AS k,
   ${BASE_UID} AS baseUid,
-  c.id, c.card_id AS cardId, c.starttime AS \`start\`, c.sessiontime, c.sessionbill,
+  c.id, c.card_id AS cardId, c.starttime AS \`start\`, c.sessiontime, c.real_sessiontime AS realSessiontime, c.sessionbill,
   c.terminatecauseid, c.calledstation
 FROM cc_call c
 WHERE c.starttime >= ? AND c.starttime < ?

@@ -65,6 +65,17 @@ describe('matcher: one class per call', () => {
     expect(results[0]!.cls).toBe('matched');
   });
 
+  it('a short call billed a whole first block is matched: durations compare answered seconds, not billed ones', async () => {
+    const u = uid(T, 17);
+    const { results } = await reconcileRows({
+      gw: [gw('call-2s', { dur: 2 })],
+      ami: [ami(u, { callid: 'call-2s', billsec: 2 })],
+      cc: [cc(1, u, { custom1: callRef('call-2s'), sessiontime: 60, realSessiontime: 2, sessionbill: 0.03 })],
+    });
+    expect(results).toHaveLength(1);
+    expect(results[0]!.cls).toBe('matched');
+  });
+
   it('duration mismatch beyond the tolerance, with the under-billed money', async () => {
     const u = uid(T, 16);
     const { results } = await reconcileRows({
