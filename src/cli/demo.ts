@@ -1,7 +1,8 @@
 // `a2b-gateway demo` (npm run demo): the whole system on embedded defaults. A private MariaDB with sample
 // A2Billing data, the gateway, two emulated Asterisk/A2Billing boxes (real SIP, real AMI), a mix of calls with
 // faults injected on purpose, then the night's reconciliation, which must report exactly those faults.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import pino from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateConfig } from '../config/load.js';
@@ -111,8 +112,11 @@ export async function runDemoCore(opts: DemoOptions = {}): Promise<DemoResult> {
       reconcile: { enabled: false, outputDir: reportDir },
       mgmt: { host: '127.0.0.1', port: mgmtPort },
     });
-    gw = await startGateway({ config, log: createLogger({ level: 'warn', format: 'json' }, undefined) });
-    say(`  SIP on udp/tcp 127.0.0.1:${sipPort}; management API ${gw.mgmt?.url() ?? '(off)'}`);
+    // The gateway's own log goes to a file, so the terminal shows the story of the demo.
+    mkdirSync(reportDir, { recursive: true });
+    const logFile = join(reportDir, 'gateway.log');
+    gw = await startGateway({ config, log: createLogger({ level: 'info', format: 'json' }, pino.destination({ dest: logFile, sync: false })) });
+    say(`  SIP on udp/tcp 127.0.0.1:${sipPort}; management API ${gw.mgmt?.url() ?? '(off)'}; log ${logFile}`);
     await new Promise((r) => setTimeout(r, 500)); // AMI logins
 
     const target = { host: '127.0.0.1', port: sipPort };
