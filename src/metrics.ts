@@ -93,6 +93,10 @@ export interface Metrics {
   readonly journalRecords: Gauge<'writer'>;
   /** Size of the on-disk journal in bytes, label writer. */
   readonly journalBytes: Gauge<'writer'>;
+  /** Rows MySQL refused as data (kept in the stream's dead-letter.jsonl), label writer. */
+  readonly dbWriteDeadLetters: Counter<'writer'>;
+  /** Damaged journal lines skipped at replay (a torn write after a crash), label writer. */
+  readonly journalCorruptLines: Counter<'writer'>;
 
   // --- AMI (owner: ami) ---
   /** 1 while the AMI connection to a box is logged in, label box. */
@@ -200,6 +204,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     dbWriteRows: counter('a2b_db_write_rows_total', 'Rows written to the database, by writer', ['writer']),
     journalRecords: gauge('a2b_journal_records', 'Records in the on-disk journal not yet confirmed by the database, by writer', ['writer']),
     journalBytes: gauge('a2b_journal_bytes', 'Size of the on-disk journal in bytes, by writer', ['writer']),
+    dbWriteDeadLetters: counter('a2b_db_write_dead_letters_total', 'Rows the database refused as data, kept in dead-letter.jsonl, by writer', ['writer']),
+    journalCorruptLines: counter('a2b_journal_corrupt_lines_total', 'Damaged journal lines skipped at replay (torn write after a crash), by writer', ['writer']),
 
     amiConnectionUp: gauge('a2b_ami_connection_up', '1 while the AMI connection to a box is logged in', ['box']),
     amiEvents: counter('a2b_ami_events_total', 'AMI events received, by box and event name', ['box', 'event']),

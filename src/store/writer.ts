@@ -246,6 +246,7 @@ class Writer<R> implements BatchWriter<R> {
       const parsed = parseSegment(text);
       if (parsed.bad > 0) {
         this.st.corruptLines += parsed.bad;
+        this.metrics?.journalCorruptLines.inc({ writer: this.name }, parsed.bad);
         this.log.warn({ file: path, skipped: parsed.bad, torn: parsed.torn, kept: parsed.rows.length }, 'journal: damaged lines skipped');
       }
       if (!parsed.header) {
@@ -522,6 +523,7 @@ class Writer<R> implements BatchWriter<R> {
           return false;
         }
         this.st.deadLetters++;
+        this.metrics?.dbWriteDeadLetters.inc({ writer: this.name });
         this.log.error({ table: h.table, row, err: describeError(e) }, 'row refused by MySQL: kept in dead-letter.jsonl');
       }
     }

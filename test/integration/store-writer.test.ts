@@ -191,8 +191,10 @@ describe('batched writer on MariaDB', () => {
     await appendFile(join(dir, 'probe', files[files.length - 1]!), '1234abcd ["deadbeef","crash",99');
 
     await unlockWriterAccount();
-    const w = await open(dir);
+    const metrics = createMetrics();
+    const w = await open(dir, { metrics });
     expect(w.stats().corruptLines).toBe(1);
+    expect(await metrics.text()).toMatch(/a2b_journal_corrupt_lines_total\{writer="probe"\} 1\n/);
     await until(() => w.stats().journalRecords === 0);
     await w.close();
     // The 30 rows committed before the crash were still in the (uncompacted) segment: replayed as no-ops.
@@ -221,12 +223,14 @@ describe('batched writer on MariaDB', () => {
       IF NEW.run = 'poison' AND NEW.seq = 3 THEN SIGNAL SQLSTATE '22001' SET MYSQL_ERRNO = 1406, MESSAGE_TEXT = 'poisoned row'; END IF`);
     try {
       const dir = join(tmp, 'g');
-      const w = await open(dir);
+      const metrics = createMetrics();
+      const w = await open(dir, { metrics });
       for (const i of seqs(10)) w.enqueue(probe('poison', i));
       await w.flush();
       await w.close();
       expect((await rowsOf('poison')).map((r) => r.seq)).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9]);
       expect(w.stats()).toMatchObject({ deadLetters: 1, journalRecords: 0 });
+      expect(await metrics.text()).toMatch(/a2b_db_write_dead_letters_total\{writer="probe"\} 1\n/);
       const dead = (await readFile(join(dir, 'probe', 'dead-letter.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { row: unknown[]; error: string });
       expect(dead).toHaveLength(1);
       expect(dead[0]!.row[2]).toBe(3);
