@@ -114,7 +114,12 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     cleanups.push(() => dispatch.stop());
 
     const proxy = createProxy({
-      config: { ...config.sip, failoverCodes: config.dispatch.failoverCodes, retryAfterSec: config.dispatch.retryAfterSec },
+      config: {
+        ...config.sip, failoverCodes: config.dispatch.failoverCodes, retryAfterSec: config.dispatch.retryAfterSec,
+        // Signed Record-Route (no open relay for in-dialog requests). The nonce secret is already shared by every
+        // instance and stable across restarts, which is what the signature needs.
+        routeSecret: config.sip.routeSecret ?? config.auth.nonceSecret,
+      },
       log: log.child({ mod: 'proxy' }), hooks, metrics,
     });
     await proxy.start();
