@@ -58,14 +58,27 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
   cur[path[path.length - 1]!] = value;
 }
 
+// Keys whose schema type is a string keep the env value verbatim: an all-digit token or secret must not
+// become a number (refused), nor "true" a boolean, nor a JSON-looking password an object.
+function isStringKey(path: readonly string[]): boolean {
+  let s: unknown = configSchema;
+  for (const k of path) s = childShape(s, k);
+  let cur = s as { def?: { type?: string; innerType?: unknown } } | undefined;
+  for (let i = 0; i < 10 && cur?.def && cur.def.type !== 'string'; i++) cur = cur.def.innerType as typeof cur;
+  return cur?.def?.type === 'string';
+}
+
+const envValue = (path: readonly string[], v: string): unknown => (isStringKey(path) ? v : coerceEnv(v));
+
 export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
   for (const [name, path] of Object.entries(ENV_SHORTCUTS)) {
     const v = env[name];
-    if (v !== undefined && v !== '') setPath(raw, path, coerceEnv(v));
+    if (v !== undefined && v !== '') setPath(raw, path, envValue(path, v));
   }
   for (const [name, v] of Object.entries(env)) {
     if (!name.startsWith('A2B_CFG__') || v === undefined) continue;
-    setPath(raw, name.slice('A2B_CFG__'.length).split('__').filter(Boolean), coerceEnv(v));
+    const path = name.slice('A2B_CFG__'.length).split('__').filter(Boolean);
+    setPath(raw, path, envValue(path, v));
   }
   return raw;
 }

@@ -12,6 +12,8 @@ const isTimeZone = (tz: string): boolean => {
   }
 };
 const positiveMs = z.number().int().positive();
+/** Checked here so check-config catches a typo, not the first midnight or the first AMI Cdr. */
+const timeZone = z.string().min(1).refine(isTimeZone, 'is not a known IANA timezone (e.g. "Europe/Paris")');
 
 export const listenSchema = z.object({
   proto: z.enum(['udp', 'tcp']),
@@ -26,7 +28,7 @@ export const amiBoxSchema = z.object({
   username: z.string().min(1),
   secret: z.string().min(1),
   /** IANA zone of the box's clock: Asterisk writes CDR times in local time without a zone. */
-  timezone: z.string().min(1).default('UTC'),
+  timezone: timeZone.default('UTC'),
   /** The box's durable CDR table (cdr_mysql / cdr_adaptive_odbc), read to fill AMI gaps; optional. */
   cdrDbUrl: z.string().regex(/^mysql:\/\//, 'must be a mysql://user:password@host:port/database URL').optional(),
   cdrTable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'letters, digits and "_" only').default('cdr'),
@@ -161,7 +163,7 @@ export const configSchema = z.object({
     /** Longest wait for the credit lookup; past it the call is refused with 503 (never admitted unchecked). */
     dbTimeoutMs: positiveMs.default(2000),
     /** Timezone of A2Billing's rate-card week windows (starttime/endtime, minutes since Monday 00:00). */
-    timezone: z.string().min(1).refine(isTimeZone, 'is not a known IANA timezone (e.g. "Europe/Paris")').default('UTC'),
+    timezone: timeZone.default('UTC'),
     /** A call slot not answered, failed or released within this time is freed (leak guard). */
     setupTimeoutSec: z.number().int().min(10).default(600),
     /** Hold each call's worst-case cost while it is up, so simultaneous calls cannot spend the same credit twice. */
@@ -189,7 +191,7 @@ export const configSchema = z.object({
   reconcile: z.object({
     enabled: z.boolean().default(true),
     schedule: z.string().min(1).default('30 2 * * *'),
-    timezone: z.string().min(1).default('UTC'),
+    timezone: timeZone.default('UTC'),
     durationToleranceSec: z.number().int().min(0).default(2),
     outputDir: z.string().min(1).default('./var/reports'),
     /** Rows this many seconds outside the day are read too, to join the legs of calls that cross midnight. */

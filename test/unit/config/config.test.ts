@@ -61,6 +61,30 @@ describe('config', () => {
     expect(c.abuse.pike.enabled).toBe(false);
   });
 
+  it('keeps string keys from the environment verbatim (an all-digit token is not a number)', () => {
+    const c = loadConfig({ env: {
+      A2B_MGMT_TOKEN: '12345678901234567890123', A2B_NONCE_SECRET: '{"looks":"like JSON"}xx', A2B_CFG__sip__routeSecret: '0000000000000000',
+      A2B_MGMT_PORT: '9090',
+    } });
+    expect(c.mgmt.token).toBe('12345678901234567890123');
+    expect(c.auth.nonceSecret).toBe('{"looks":"like JSON"}xx');
+    expect(c.sip.routeSecret).toBe('0000000000000000');
+    expect(c.mgmt.port).toBe(9090);
+  });
+
+  it('refuses an unknown time zone in every zone key, so check-config catches it', () => {
+    expect(problems(() => validateConfig({
+      reconcile: { timezone: 'Europe/Madird' },
+      billing: { timezone: 'CEST' },
+      ami: { boxes: [{ name: 'a1', host: '10.0.0.1', username: 'u', secret: 's', timezone: 'Mars/Olympus' }] },
+    }))).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^reconcile\.timezone: is not a known IANA timezone/),
+      expect.stringMatching(/^billing\.timezone: is not a known IANA timezone/),
+      expect.stringMatching(/^ami\.boxes\[0\]\.timezone: is not a known IANA timezone/),
+    ]));
+    expect(validateConfig({ reconcile: { timezone: 'Europe/Madrid' } }).reconcile.timezone).toBe('Europe/Madrid');
+  });
+
   it('says which file is broken and why', () => {
     expect(problems(() => loadConfig({ file: yamlFile('sip: [unclosed\n'), env: {} }))[0]).toMatch(/^YAML: /);
     expect(problems(() => loadConfig({ file: yamlFile('- a\n- b\n'), env: {} }))[0]).toMatch(/top level must be a mapping/);
