@@ -44,45 +44,25 @@ export function buildCli(): Command {
       process.exitCode = checkConfig(file);
     });
 
-  program.command('reconcile')
-    .description('reconcile A2Billing cc_call against gateway and AMI CDRs for a day or a range')
-    .allowUnknownOption(true)
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const { runReconcileCli } = await import('./reconcile.js');
-      process.exitCode = await runReconcileCli(args);
-    });
-
-  program.command('ctl')
-    .description('talk to a running gateway through its management API (health, dispatcher, reload, dialogs)')
-    .allowUnknownOption(true)
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const { runCtl } = await import('./ctl.js');
-      process.exitCode = await runCtl(args);
-    });
-
-  program.command('backfill')
-    .description('import a box\'s durable CDRs (Master.csv or cdr table) for an AMI gap')
-    .allowUnknownOption(true)
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const { runBackfillCli } = await import('./backfill.js');
-      process.exitCode = await runBackfillCli(args);
-    });
-
-  program.command('dialplan')
-    .description('print the Asterisk dialplan and config snippets for your addresses')
-    .allowUnknownOption(true)
-    .helpOption(false)
-    .argument('[args...]')
-    .action(async (args: string[]) => {
-      const { runDialplanCli } = await import('./dialplan.js');
-      process.exitCode = await runDialplanCli(args);
-    });
+  // Subcommands that parse their own arguments (and print their own help): the rest of argv is handed over as is.
+  const passThrough = (name: string, description: string, run: () => Promise<(args: string[]) => Promise<number>>): void => {
+    program.command(name)
+      .description(description)
+      .allowUnknownOption(true)
+      .helpOption(false)
+      .argument('[args...]')
+      .action(async (args: string[]) => {
+        process.exitCode = await (await run())(args);
+      });
+  };
+  passThrough('reconcile', 'reconcile A2Billing cc_call against gateway and AMI CDRs for a day or a range',
+    async () => (await import('./reconcile.js')).runReconcileCli);
+  passThrough('ctl', 'talk to a running gateway through its management API (health, dispatcher, reload, dialogs)',
+    async () => (await import('./ctl.js')).runCtl);
+  passThrough('backfill', 'import a box\'s durable CDRs (Master.csv or cdr table) for an AMI gap',
+    async () => (await import('./backfill.js')).runBackfillCli);
+  passThrough('dialplan', 'print the Asterisk dialplan and config snippets for your addresses',
+    async () => (await import('./dialplan.js')).runDialplanCli);
 
   program.command('demo')
     .description('run the whole system on embedded defaults: private MariaDB, sample data, gateway, two emulated Asterisk boxes')
