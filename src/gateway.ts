@@ -129,7 +129,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
     // Calls confirmed before a restart: re-armed, or ended at once if their time ran out meanwhile.
     const restored = await dialogs.restore();
-    for (const d of dialogs.list()) if (d.state !== 'early') billing.adopt(d.callId, d.accountcode, (d.expiresAt ?? 0) - Date.now());
+    for (const d of dialogs.list()) if (d.state !== 'early') billing.adopt(d.callId, d.accountcode, (d.expiresAt ?? 0) - Date.now(), d.callerTag);
     if (restored) log.info({ restored }, 'dialogs restored');
 
     let ami: AmiConnector | undefined;

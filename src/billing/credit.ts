@@ -15,6 +15,9 @@ import {
 } from './rating.js';
 import { CallSlots } from './slots.js';
 
+/** What authorize reads of the request; fromTag (with the Call-ID) tells calls that share a Call-ID apart. */
+type CallFacts = Pick<RequestFacts, 'callId' | 'ruriUser'> & Partial<Pick<RequestFacts, 'fromTag'>>;
+
 /** Outcome counter, when the shared Metrics has it (requested: a2b_billing_decisions_total{result}). */
 type DecisionCounter = { inc(labels: { result: string }): void };
 
@@ -110,20 +113,20 @@ export class Billing {
    * The authorize hook: refuses (402 no credit, 404 no rate, 403 inactive card or call limit, 503 database
    * unreachable) or admits with the maximum duration and a release() that frees the call slot.
    */
-  async authorize(facts: Pick<RequestFacts, 'callId' | 'ruriUser'>, auth: Authenticated): Promise<AuthorizeDecision> {
+  async authorize(facts: CallFacts, auth: Authenticated): Promise<AuthorizeDecision> {
     const [result, decision] = await this.decide(facts, auth);
     this.decisions?.inc({ result });
     return decision;
   }
 
-  private async decide(facts: Pick<RequestFacts, 'callId' | 'ruriUser'>, auth: Authenticated): Promise<[string, AuthorizeDecision]> {
+  private async decide(facts: CallFacts, auth: Authenticated): Promise<[string, AuthorizeDecision]> {
     const account = auth.accountcode;
     const globalLimit = this.cfg.maxCallsPerAccount;
     // Cheap refusal before any database work when the account is already at the configured limit.
     if (globalLimit > 0 && this.slots.count(account) >= globalLimit) return ['limit', this.limitReject(facts.callId, account)];
 
     if (!this.cfg.creditCheck) {
-      const release = this.slots.tryAcquire(facts.callId, account, globalLimit);
+      const release = this.slots.tryAcquire(facts.callId, account, globalLimit, 0n, facts.fromTag);
       return release ? ['ok', { kind: 'ok', release }] : ['limit', this.limitReject(facts.callId, account)];
     }
 
@@ -149,7 +152,7 @@ export class Billing {
       case 'ok': {
         let limit = globalLimit;
         if (this.cfg.honourSimultaccess && fetched.kind === 'card' && fetched.simultaccess !== 1) limit = limit > 0 ? Math.min(limit, 1) : 1;
-        const release = this.slots.tryAcquire(facts.callId, account, limit, this.cfg.reserveCredit ? reserve : 0n);
+        const release = this.slots.tryAcquire(facts.callId, account, limit, this.cfg.reserveCredit ? reserve : 0n, facts.fromTag);
         if (!release) return ['limit', this.limitReject(facts.callId, account)];
         this.log.debug({ callId: facts.callId, accountcode: account, maxDurationSec: quote.maxDurationSec, prefix: quote.prefix, rate: quote.ratePerMin }, 'call authorised');
         return ['ok', quote.maxDurationSec === undefined ? { kind: 'ok', release } : { kind: 'ok', maxDurationSec: quote.maxDurationSec, release }];
@@ -169,16 +172,22 @@ export class Billing {
   /** Call events keep the slots right even when a release() callback is lost. Never throws. */
   onCallEvent(ev: CallEvent): void {
     switch (ev.type) {
-      case 'answered': this.slots.answered(ev.facts.callId); break;
-      case 'failed': this.slots.failed(ev.facts.callId); break;
-      case 'ended': this.slots.ended(ev.callId); break;
+      case 'answered': this.slots.answered(ev.facts.callId, ev.facts.fromTag); break;
+      case 'failed': this.slots.failed(ev.facts.callId, ev.facts.fromTag); break;
+      case 'ended': {
+        // The snapshot knows the caller's tag; without it, the BYE's From tag (caller hung up) or To tag (callee did).
+        const tags = [ev.fromTag, ev.toTag];
+        if (ev.dialog && ev.dialog.callId === ev.callId) tags.unshift(ev.dialog.callerTag);
+        this.slots.ended(ev.callId, tags);
+        break;
+      }
       default: break;
     }
   }
 
   /** Counts a call restored after a restart (dialogs.list() after dialogs.restore()). */
-  adopt(callId: string, accountcode: string, remainingMs: number): void {
-    this.slots.adopt(callId, accountcode, remainingMs);
+  adopt(callId: string, accountcode: string, remainingMs: number, callerTag?: string): void {
+    this.slots.adopt(callId, accountcode, remainingMs, callerTag);
   }
 
   /** Calls currently counted for an account. */

@@ -2,6 +2,9 @@
 // it fails or ends. Three independent ways free a slot, so none can leak: the release() callback the proxy
 // calls, the call's own events (failed / ended, by Call-ID), and a deadline (setup timeout while ringing,
 // maximum lifetime once answered). Releasing twice is harmless.
+// A call is its Call-ID and the caller's From tag: several calls may share a Call-ID (a caller chooses it), so an
+// event of one of them must never free the others' slots (that would let a customer lift its own call limit and
+// its held credit by reusing one Call-ID). A slot taken without a tag matches any tag of its Call-ID.
 
 export interface SlotOptions {
   /** Slot freed if the call is neither answered nor finished within this time. */
@@ -18,6 +21,8 @@ const ADOPT_SLACK_MS = 300_000;
 interface Slot {
   id: number;
   callId: string;
+  /** The caller's From tag; undefined = any call of the Call-ID. */
+  tag: string | undefined;
   accountcode: string;
   answered: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -54,9 +59,9 @@ export class CallSlots {
    * Takes a slot when the account has fewer than `limit` calls (0 = no limit, but still counted).
    * Returns the release function, or undefined when the limit is reached.
    */
-  tryAcquire(callId: string, accountcode: string, limit: number, reserve = 0n): (() => void) | undefined {
+  tryAcquire(callId: string, accountcode: string, limit: number, reserve = 0n, tag?: string): (() => void) | undefined {
     if (limit > 0 && this.count(accountcode) >= limit) return undefined;
-    const slot = this.take(callId, accountcode);
+    const slot = this.take(callId, tag, accountcode);
     if (reserve > 0n) {
       slot.reserved = reserve;
       this.heldByAccount.set(accountcode, this.reserved(accountcode) + reserve);
@@ -66,16 +71,16 @@ export class CallSlots {
   }
 
   /** Counts a call that is already up (a dialog restored after a restart); expires after `remainingMs`. */
-  adopt(callId: string, accountcode: string, remainingMs: number): void {
-    if (this.byCall.get(callId)?.some((s) => s.accountcode === accountcode)) return;
-    const slot = this.take(callId, accountcode);
+  adopt(callId: string, accountcode: string, remainingMs: number, tag?: string): void {
+    if (this.of(callId, tag).some((s) => s.accountcode === accountcode)) return;
+    const slot = this.take(callId, tag, accountcode);
     slot.answered = true;
     this.arm(slot, Math.max(0, remainingMs) + ADOPT_SLACK_MS);
   }
 
   /** The call was answered: its slot now lives until the call ends (or the lifetime deadline). */
-  answered(callId: string): void {
-    for (const s of this.byCall.get(callId) ?? []) {
+  answered(callId: string, tag?: string): void {
+    for (const s of this.of(callId, tag)) {
       if (s.answered) continue;
       s.answered = true;
       this.arm(s, this.opts.answeredTimeoutMs);
@@ -83,13 +88,22 @@ export class CallSlots {
   }
 
   /** The call failed before answer: free its unanswered slots. */
-  failed(callId: string): void {
-    for (const s of (this.byCall.get(callId) ?? []).slice()) if (!s.answered) this.release(s);
+  failed(callId: string, tag?: string): void {
+    for (const s of this.of(callId, tag)) if (!s.answered) this.release(s);
   }
 
-  /** The call ended: free every slot of it. */
-  ended(callId: string): void {
-    for (const s of (this.byCall.get(callId) ?? []).slice()) this.release(s);
+  /**
+   * The call ended: free every slot of it. `tags` are the candidates for the caller's tag, best first (a BYE from
+   * the callee carries it as To tag): the first that names a call wins, so one end frees one call. When none
+   * does, the Call-ID's slots are freed only if they all belong to one call.
+   */
+  ended(callId: string, tags?: readonly string[]): void {
+    const list = this.byCall.get(callId);
+    if (!list) return;
+    let victims: Slot[] = [];
+    if (tags) for (const t of tags) if ((victims = this.of(callId, t)).length > 0) break;
+    if (victims.length === 0 && (!tags || list.every((s) => s.tag === list[0]!.tag))) victims = list.slice();
+    for (const s of victims) this.release(s);
   }
 
   /** Frees everything and clears the timers. */
@@ -97,8 +111,15 @@ export class CallSlots {
     for (const list of [...this.byCall.values()]) for (const s of list.slice()) this.release(s);
   }
 
-  private take(callId: string, accountcode: string): Slot {
-    const slot: Slot = { id: this.nextId++, callId, accountcode, answered: false, timer: undefined, released: false, reserved: 0n };
+  /** Slots of the call (Call-ID, caller tag); every slot of the Call-ID when tag is undefined. A copy. */
+  private of(callId: string, tag: string | undefined): Slot[] {
+    const list = this.byCall.get(callId);
+    if (!list) return [];
+    return tag === undefined ? list.slice() : list.filter((s) => s.tag === undefined || s.tag === tag);
+  }
+
+  private take(callId: string, tag: string | undefined, accountcode: string): Slot {
+    const slot: Slot = { id: this.nextId++, callId, tag, accountcode, answered: false, timer: undefined, released: false, reserved: 0n };
     this.byAccount.set(accountcode, this.count(accountcode) + 1);
     const list = this.byCall.get(callId);
     if (list) list.push(slot);

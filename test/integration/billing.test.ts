@@ -135,6 +135,23 @@ describe('billing.authorize on the seed data', () => {
     expect(b.activeCalls(bob.username)).toBe(0);
   });
 
+  it('maxCallsPerAccount: calls that share a Call-ID cannot free each other\'s slots', async () => {
+    const b = make({ maxCallsPerAccount: 2 });
+    const shared = { callId: 'shared-callid@test', ruriUser: '12125550100' };
+    const f = (fromTag: string) => ({ callId: shared.callId, fromTag }) as unknown as RequestFacts;
+    expect((await b.authorize({ ...shared, fromTag: 'tag-a' }, as(bob))).kind).toBe('ok');
+    expect((await b.authorize({ ...shared, fromTag: 'tag-b' }, as(bob))).kind).toBe('ok');
+    b.onCallEvent({ type: 'answered', facts: f('tag-a') } as unknown as CallEvent);
+    // The second call fails while the first is up; then the first ends: one slot freed each time, in order.
+    b.onCallEvent({ type: 'failed', facts: f('tag-b'), auth: as(bob), target: undefined, status: 486, reason: 'Busy Here', at: Date.now(), cancelled: false });
+    expect(b.activeCalls(bob.username)).toBe(1);
+    expect((await b.authorize({ ...shared, fromTag: 'tag-c' }, as(bob))).kind).toBe('ok');
+    b.onCallEvent({ type: 'answered', facts: f('tag-c') } as unknown as CallEvent);
+    expect((await b.authorize(call('12125550101'), as(bob))).kind).toBe('reject');
+    b.onCallEvent({ type: 'ended', callId: shared.callId, fromTag: 'tag-a', toTag: 'callee', reason: 'bye-caller', at: Date.now() });
+    expect(b.activeCalls(bob.username)).toBe(1);
+  });
+
   it('refused calls take no slot', async () => {
     const b = make({ maxCallsPerAccount: 1 });
     for (let i = 0; i < 3; i++) expect((await b.authorize(call('19995550100'), as(dave))).kind).toBe('reject');

@@ -46,6 +46,33 @@ describe('CallSlots (simultaneous calls per account)', () => {
     expect(slots.count('acct')).toBe(5);
   });
 
+  it('calls sharing a Call-ID (different caller tags) are freed one by one, never all by one event', () => {
+    // A caller chooses its Call-IDs: reusing one must not let the end of one call free the others' slots.
+    slots.tryAcquire('X', 'acct', 3, 100n, 't1');
+    slots.tryAcquire('X', 'acct', 3, 100n, 't2');
+    slots.tryAcquire('X', 'acct', 3, 100n, 't3');
+    slots.answered('X', 't1');
+    slots.failed('X', 't2');
+    expect(slots.count('acct')).toBe(2);
+    // t3 still ringing: the failure of t2 did not free it, and t1's answer did not mark it answered.
+    slots.failed('X', 't3');
+    expect(slots.count('acct')).toBe(1);
+    slots.tryAcquire('X', 'acct', 3, 100n, 't4');
+    slots.answered('X', 't4');
+    // A BYE from t1's callee: From = callee tag (unknown here), To = t1.
+    slots.ended('X', ['callee-tag', 't1']);
+    expect(slots.count('acct')).toBe(1);
+    expect(slots.reserved('acct')).toBe(100n);
+    // Tags naming no call free nothing while two calls share the Call-ID...
+    slots.tryAcquire('X', 'acct', 3, 0n, 't5');
+    slots.ended('X', ['nobody', 'nobody-either']);
+    expect(slots.count('acct')).toBe(2);
+    // ...and the lone call of a Call-ID when only one is left.
+    slots.failed('X', 't5');
+    slots.ended('X', ['nobody', 'nobody-either']);
+    expect(slots.count('acct')).toBe(0);
+  });
+
   it('failed frees unanswered slots only; ended frees the answered one', () => {
     slots.tryAcquire('a', 'acct', 0);
     slots.tryAcquire('b', 'acct', 0);
