@@ -54,6 +54,8 @@ export interface MgmtServerOptions {
 }
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/;
+/** Host header values a local client sends to a loopback server (anything else is a DNS-rebinding page). */
+const LOOPBACK_HOST_HEADER = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost)(:\d{1,5})?$/i;
 
 export function isLoopbackHost(host: string): boolean {
   return LOOPBACK.test(host);
@@ -165,7 +167,13 @@ export class MgmtServer {
   }
 
   private authorize(req: IncomingMessage): void {
-    if (!this.tokenDigest) return;
+    if (!this.tokenDigest) {
+      // No token (loopback only): a web page the operator opens could still reach us, cross-site (a no-cors POST
+      // with a body of no type) or through DNS rebinding. ctl, curl and Prometheus send no Origin and a loopback Host.
+      if (req.headers.origin !== undefined) throw new HttpError(403, 'requests from web pages are refused (set mgmt.token to use a browser)');
+      if (!LOOPBACK_HOST_HEADER.test(req.headers.host ?? '')) throw new HttpError(403, 'Host must be a loopback address when mgmt.token is not set');
+      return;
+    }
     const h = req.headers.authorization ?? '';
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(h);
     const challenge = { 'WWW-Authenticate': 'Bearer realm="a2b-gateway"' };

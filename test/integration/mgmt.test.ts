@@ -1,4 +1,5 @@
 // The management interface over a real loopback socket, with a real Dispatcher and metrics registry.
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import { createMgmtServer, type MgmtServer } from '../../src/mgmt/server.js';
@@ -128,6 +129,27 @@ describe('management HTTP interface', () => {
     expect(res.status).toBe(200);
     expect(await json(res)).toEqual({ ended: 'a84b4c76e66710@pc33.atlanta.example.com' });
     expect(dialogs.size).toBe(0);
+  });
+
+  it('without a token, refuses what a web page could send: an Origin (cross-site) or a foreign Host (DNS rebinding)', async () => {
+    const ended: string[] = [];
+    const open = createMgmtServer({ host: '127.0.0.1', port: 0, log: silentLogger(), actions: { endDialog: (id) => { ended.push(id); return true; } } });
+    const { url, port } = await open.listen();
+    try {
+      const cross = await fetch(`${url}/dialogs/x`, { method: 'DELETE', headers: { origin: 'https://evil.example' } });
+      expect(cross.status).toBe(403);
+      const rebound = await new Promise<number>((resolve, reject) => {
+        const r = httpRequest({ host: '127.0.0.1', port, path: '/dialogs/x', method: 'DELETE', headers: { host: `evil.example:${port}` } }, (res) => { res.resume(); resolve(res.statusCode!); });
+        r.on('error', reject);
+        r.end();
+      });
+      expect(rebound).toBe(403);
+      expect(ended).toEqual([]);
+      expect((await fetch(`${url}/dialogs/x`, { method: 'DELETE' })).status).toBe(200);
+      expect(ended).toEqual(['x']);
+    } finally {
+      await open.close();
+    }
   });
 
   it('refuses to start on a non-loopback address without a token', () => {
