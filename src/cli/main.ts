@@ -45,8 +45,8 @@ export function buildCli(): Command {
     });
 
   // Subcommands that parse their own arguments (and print their own help): the rest of argv is handed over as is.
-  const passThrough = (name: string, description: string, run: () => Promise<(args: string[]) => Promise<number>>): void => {
-    program.command(name)
+  const passThrough = (cmd: Command, description: string, run: () => Promise<(args: string[]) => Promise<number>>): void => {
+    cmd
       .description(description)
       .allowUnknownOption(true)
       .helpOption(false)
@@ -55,13 +55,13 @@ export function buildCli(): Command {
         process.exitCode = await (await run())(args);
       });
   };
-  passThrough('reconcile', 'reconcile A2Billing cc_call against gateway and AMI CDRs for a day or a range',
+  passThrough(program.command('reconcile'), 'reconcile A2Billing cc_call against gateway and AMI CDRs for a day or a range',
     async () => (await import('./reconcile.js')).runReconcileCli);
-  passThrough('ctl', 'talk to a running gateway through its management API (health, dispatcher, reload, dialogs)',
+  passThrough(program.command('ctl'), 'talk to a running gateway through its management API (health, dispatcher, reload, dialogs)',
     async () => (await import('./ctl.js')).runCtl);
-  passThrough('backfill', 'import a box\'s durable CDRs (Master.csv or cdr table) for an AMI gap',
+  passThrough(program.command('backfill'), 'import a box\'s durable CDRs (Master.csv or cdr table) for an AMI gap',
     async () => (await import('./backfill.js')).runBackfillCli);
-  passThrough('dialplan', 'print the Asterisk dialplan and config snippets for your addresses',
+  passThrough(program.command('dialplan'), 'print the Asterisk dialplan and config snippets for your addresses',
     async () => (await import('./dialplan.js')).runDialplanCli);
 
   program.command('demo')
