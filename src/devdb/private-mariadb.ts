@@ -92,14 +92,22 @@ export async function startPrivateMariaDb(opts: { log?: (msg: string) => void; b
   ].join('\n'));
   const launch = async (): Promise<ChildProcess> => {
     const c = spawn(mariadbd, [`--defaults-file=${cnf}`, ...user], { stdio: 'ignore', detached: false });
-    await waitReady(c, socket, errLog, 60_000);
+    try {
+      await waitReady(c, socket, errLog, 60_000);
+    } catch (e) {
+      c.kill('SIGKILL'); // a server that never became ready must not outlive the failed start
+      throw e;
+    }
     return c;
   };
   let child = await launch();
   // root over TCP without a password: the instance listens on loopback only and lives for one run.
   const grant = spawnSync('mariadb', ['--no-defaults', `--socket=${socket}`, '-uroot', '-e',
     "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; FLUSH PRIVILEGES;"], { encoding: 'utf8' });
-  if (grant.status !== 0) throw new GwError('GW_ERR_PRIVATE_DB', `cannot grant root over TCP: ${grant.stderr}`);
+  if (grant.status !== 0) {
+    child.kill('SIGKILL');
+    throw new GwError('GW_ERR_PRIVATE_DB', `cannot grant root over TCP: ${grant.stderr}`);
+  }
   log(`private MariaDB on 127.0.0.1:${port} (datadir ${dataDir})`);
   let stopped = false;
   const halt = async (): Promise<void> => {
