@@ -9,7 +9,7 @@ import { Billing } from './billing/credit.js';
 import type { Config } from './config/schema.js';
 import { checkSchemaVersion } from './db/migrate.js';
 import { checkDb, createDb, type Db } from './db/pool.js';
-import { LAST_RECONCILE_RUN } from './db/queries/gateway.js';
+import { LAST_RECONCILE_RUN, PING } from './db/queries/gateway.js';
 import { Dialogs } from './dialog/dialogs.js';
 import { createDispatch, dispatcherMgmtProvider, type DispatchStage } from './dispatch/index.js';
 import { GwError } from './errors.js';
@@ -157,7 +157,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         actions: {
           health: async () => {
             let dbOk = true;
-            try { await db.query('SELECT 1'); } catch { dbOk = false; }
+            // Bounded: a hung connection makes /health say "degraded" instead of timing out the prober.
+            try { await db.query({ sql: PING, timeout: 2000 }); } catch { dbOk = false; }
             return {
               status: dbOk ? 'ok' : 'degraded',
               db: dbOk ? 'up' : 'down',

@@ -1,6 +1,7 @@
 import mysql from 'mysql2/promise';
 import { GwError } from '../errors.js';
 import { redactUrl } from '../log.js';
+import { PING } from './queries/gateway.js';
 
 export type Db = mysql.Pool;
 export type DbConn = mysql.PoolConnection;
@@ -65,7 +66,7 @@ export function dbErrorLine(e: unknown, url?: string): string {
 /** Throws GW_ERR_DB_CONNECT with one clear line when the database cannot be reached. */
 export async function checkDb(db: Db, url?: string): Promise<void> {
   try {
-    await db.query('SELECT 1');
+    await db.query(PING);
   } catch (e) {
     throw new GwError('GW_ERR_DB_CONNECT', dbErrorLine(e, url), { cause: e });
   }
