@@ -3,9 +3,9 @@
 // failed calls by ramping, and records CPU ms per call and memory of each proxy.
 //   npx tsx bench/sip-load.ts [--quick] [--scenarios a,b,c,d] [--out bench/out/sip-load.json]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { migrate, planGrants, runSteps, splitSql } from '../src/db/migrate.js';
@@ -17,7 +17,16 @@ import { startCallee, type Callee } from '../src/loadgen/callee.js';
 import { Caller, type StepResult } from '../src/loadgen/caller.js';
 import { cpuMs, cpuSplitMs, pssMb } from './procstat.js';
 
-const ROOT = join(import.meta.dirname, '..');
+// The repository root, from bench/ (tsx) or dist/bench/ (built, npm run bench).
+const ROOT = ((): string => {
+  let d = import.meta.dirname;
+  while (!existsSync(join(d, 'package.json'))) {
+    const up = dirname(d);
+    if (up === d) return join(import.meta.dirname, '..');
+    d = up;
+  }
+  return d;
+})();
 
 export type StepFigures = StepResult & { cpuMsPerCall?: number; userMsPerCall?: number; sysMsPerCall?: number; pssMb?: number };
 
@@ -74,6 +83,13 @@ async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid:
   let best: ScenarioResult['best'];
   const caller = await mk();
   try {
+    // Warm-up, not counted: a fresh Node process runs its first thousand calls in the interpreter and compiles
+    // meanwhile (JIT), and every proxy gets its caches and sockets warm. Same for the gateway and Kamailio.
+    if (!env.rates) {
+      const w = await caller.runStep(100, env.quick ? 3 : 5);
+      log(`${name} warm-up 100/s: ${w.completed}/${w.attempted} ok, p99 ${w.setupMs.p99.toFixed(1)} ms`);
+      await new Promise((res) => setTimeout(res, 1000));
+    }
     if (env.idleSec && pid) {
       const c0 = cpuMs(pid);
       await new Promise((res) => setTimeout(res, env.idleSec! * 1000));
@@ -146,7 +162,9 @@ async function withGateway<T>(env: Env, fn: (port: number, pid: number) => Promi
     reconcile: { enabled: false },
     mgmt: { enabled: false },
   }, env.gwConfig ?? {})));
-  const child = spawn(process.execPath, [...env.gwNodeArgs, env.gwMain ?? join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // A2B_BENCH_GW_STDOUT=FILE keeps the gateway's stdout (e.g. with --gw-node-args=--trace-gc).
+  const out = process.env.A2B_BENCH_GW_STDOUT ? openSync(process.env.A2B_BENCH_GW_STDOUT, 'a') : 'ignore';
+  const child = spawn(process.execPath, [...env.gwNodeArgs, env.gwMain ?? join(ROOT, 'dist/src/cli/main.js'), 'start', '--config', cfgFile], { stdio: ['ignore', out, 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   try {
