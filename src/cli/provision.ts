@@ -24,7 +24,7 @@ export async function provision(opts: ProvisionOptions): Promise<{ steps: PlanSt
   const db = createDb({ url: opts.db, poolSize: 1 });
   try {
     await checkDb(db, opts.db);
-    const [present] = await db.query(A2B_TABLES_PRESENT);
+    const [present] = await db.query(A2B_TABLES_PRESENT, [REQUIRED_A2B]);
     const have = new Set((present as Array<{ t: string }>).map((r) => r.t));
     const missing = REQUIRED_A2B.filter((t) => !have.has(t));
     if (missing.length) throw new GwError('GW_ERR_A2B_SCHEMA', `${database} lacks ${missing.join(', ')}`);
