@@ -159,10 +159,6 @@ export function parseAlgorithm(s: string | undefined): DigestAlgorithm | undefin
   return undefined;
 }
 
-export function expectedResponseLength(alg: DigestAlgorithm): number {
-  return HEX_LEN[alg];
-}
-
 /** One Proxy-Authenticate value. */
 export function challengeValue(opts: { realm: string; nonce: string; algorithm: DigestAlgorithm; stale?: boolean; opaque?: string }): string {
   let v = `Digest realm=${quote(opts.realm)}, nonce=${quote(opts.nonce)}, algorithm=${opts.algorithm}, qop="auth"`;

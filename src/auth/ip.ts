@@ -151,12 +151,6 @@ export function parseCidr(text: string): Prefix | undefined {
   return makePrefix(text.slice(0, slash).trim(), Number(lenText));
 }
 
-/** True when `prefix` (as given by makePrefix) does not equal the address text given: host bits were set. */
-export function hadHostBits(ipText: string, prefix: Prefix): boolean {
-  const ip = parseIp(ipText);
-  return ip !== undefined && ip.n !== prefix.ip.n;
-}
-
 /**
  * A longest-prefix-match table. Values at the same prefix are tried in the order given by `compare`
  * (best first) and the first one `accept`ed wins; if none is accepted, shorter prefixes are tried.

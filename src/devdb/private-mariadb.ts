@@ -136,8 +136,3 @@ export async function startPrivateMariaDb(opts: { log?: (msg: string) => void; b
     },
   };
 }
-
-/** Stop a server by pid (global setup hands only serialisable data between processes). */
-export function killPid(pid: number): void {
-  try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
-}
