@@ -47,6 +47,16 @@ export interface GatewayOptions {
   skipSchemaCheck?: boolean;
 }
 
+/**
+ * An `ended` without a dialog snapshot (the BYE of a call restored after a restart: the proxy never saw its 2xx)
+ * gets the dialog module's copy, so accounting writes the call's CDR instead of "BYE accounted, no CDR".
+ */
+export function withDialogSnapshot(ev: CallEvent, dialogs: Pick<Dialogs, 'snapshot'>): CallEvent {
+  if (ev.type !== 'ended' || ev.dialog) return ev;
+  const dialog = dialogs.snapshot(ev.callId, ev.fromTag, ev.toTag);
+  return dialog ? { ...ev, dialog } : ev;
+}
+
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, log } = opts;
   if (!config.db.url) throw new GwError('GW_ERR_CONFIG_INVALID', 'db.url: is required to start the gateway (or set A2B_DB_URL)');
@@ -80,7 +90,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
     // Every call event goes to each consumer; none may throw into the proxy.
     const consumers: Array<(ev: CallEvent) => void> = [dh.onCallEvent, (ev) => accounting.onCallEvent(ev), (ev) => billing.onCallEvent(ev)];
-    const fanout = (ev: CallEvent): void => {
+    const fanout = (event: CallEvent): void => {
+      const ev = withDialogSnapshot(event, dialogs);
       for (const c of consumers) {
         try { c(ev); } catch (e) { log.error({ err: e, ev: ev.type }, 'call event consumer failed'); }
       }

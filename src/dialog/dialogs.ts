@@ -265,6 +265,16 @@ export class Dialogs {
     return true;
   }
 
+  /**
+   * A copy of the snapshot of the confirmed dialog these tags name (either order), if exactly one. After a restart
+   * the proxy has no snapshot of a restored dialog, so its `ended` comes without one: this completes it, and
+   * accounting can still write the call's CDR.
+   */
+  snapshot(callId: string, fromTag: string, toTag: string): DialogInfo | undefined {
+    const found = this.find(callId, fromTag, toTag);
+    return found.length === 1 ? structuredClone(found[0]!.rec.info) : undefined;
+  }
+
   /** Writes every pending change to the state file and gw_dialog now. */
   async flush(): Promise<void> {
     this.flushDirty();
