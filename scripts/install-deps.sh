@@ -9,7 +9,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(maria
 if [ "${A2B_DEMO_ONLY:-0}" != 1 ]; then
   command -v sipsak >/dev/null 2>&1 || want+=(sipsak)
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
-  command -v sipvicious_svmap >/dev/null 2>&1 || want+=(sipvicious)
+  command -v svmap >/dev/null 2>&1 || want+=(sipvicious)
   command -v baresip >/dev/null 2>&1 || want+=(baresip-core)
 fi
 if [ ${#want[@]} -gt 0 ]; then
