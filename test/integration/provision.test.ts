@@ -31,6 +31,24 @@ describe('provisioned views over the A2Billing fixture', () => {
     ]);
   });
 
+  it("hands out the card's username as the account code, whatever spelling the peer or gw_trusted row uses", async () => {
+    // cc_card's collation folds case and trailing spaces, so these rows join card bob; they must bill as 'bob' exactly.
+    const bob = SEED.cards.bob.username;
+    const shouted = `${bob.toUpperCase()} `;
+    await t.db.query(`INSERT INTO cc_sip_buddies (id_cc_card, name, accountcode, secret, username, host, regexten, callerid, context, fromuser, fromdomain, insecure, mailbox, md5secret, deny, mask, allow, musiconhold, fullcontact, setvar)
+      VALUES (2, 'bob-spelled', ?, 'pw-spelled', 'bob-spelled', '127.0.0.77', '', '', 'a2billing', '', '', '', '', '', '', '', '', '', '', '')`, [shouted]);
+    await t.db.query("INSERT INTO gw_trusted (ip_addr, mask, accountcode, description) VALUES ('127.0.0.78', 32, ?, 'spelled')", [shouted]);
+    try {
+      const [sub] = await gw.query("SELECT accountcode FROM subscriber WHERE username = 'bob-spelled'");
+      expect(sub).toEqual([{ accountcode: bob }]);
+      const [addr] = await gw.query("SELECT ip_addr, accountcode FROM address WHERE ip_addr IN ('127.0.0.77', '127.0.0.78') ORDER BY ip_addr");
+      expect(addr).toEqual([{ ip_addr: '127.0.0.77', accountcode: bob }, { ip_addr: '127.0.0.78', accountcode: bob }]);
+    } finally {
+      await t.db.query("DELETE FROM cc_sip_buddies WHERE name = 'bob-spelled'");
+      await t.db.query("DELETE FROM gw_trusted WHERE description = 'spelled'");
+    }
+  });
+
   it('follows card status changes at once (views, not copies)', async () => {
     await t.db.query('UPDATE cc_card SET status = 6 WHERE id = 2');
     const [rows] = await gw.query('SELECT COUNT(*) AS n FROM address');
