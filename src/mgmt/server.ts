@@ -101,6 +101,8 @@ export class MgmtServer {
       this.server.once('error', onError);
       this.server.listen(this.opts.port, this.opts.host, () => {
         this.server.off('error', onError);
+        // A later server error (e.g. EMFILE on accept) must be logged, not thrown into the event loop.
+        this.server.on('error', (e) => this.opts.log.error({ err: describeError(e) }, 'management interface error'));
         this.bound = this.server.address() as AddressInfo;
         this.opts.log.info({ host: this.bound.address, port: this.bound.port, auth: this.tokenDigest ? 'bearer' : 'none' }, 'management interface listening');
         resolve({ host: this.bound.address, port: this.bound.port, url: this.url() });
