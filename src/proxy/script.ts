@@ -41,6 +41,8 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
       if (lr.kind === 'routed') {
         // Account codes are only ever ours, in-dialog too (a re-INVITE must not smuggle one to Asterisk).
         req.removeHeader(ACCOUNTCODE_HEADER);
+        // Phones (baresip) repeat our credentials on ACK/BYE/re-INVITE: they were for us, as on the INVITE.
+        req.removeHeader('Proxy-Authorization');
         if (req.method === 'INVITE') reply(100, 'Trying'); // a re-INVITE may ring for a while too
         return core.relayInDialog(inb, lr.nextHopUri, lr.outProto, lr.ftag);
       }
