@@ -68,6 +68,10 @@ export interface Metrics {
   /** Sources currently banned. */
   readonly bannedSources: Gauge<string>;
 
+  // --- billing (owner: billing) ---
+  /** authorize() outcomes, label result (ok, no-credit, no-rate, no-card, inactive, limit, db-error). */
+  readonly billingDecisions: Counter<'result'>;
+
   // --- dispatcher (owner: dispatch) ---
   /** OPTIONS probe results, labels set, id and result (ok|fail). */
   readonly dispatcherProbes: Counter<'set' | 'id' | 'result'>;
@@ -189,6 +193,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     bans: counter('a2b_bans_total', 'Source bans imposed, by reason', ['reason']),
     abuseDrops: counter('a2b_abuse_drops_total', 'Requests dropped or refused by screening, by reason', ['reason']),
     bannedSources: gauge('a2b_banned_sources', 'Sources currently banned'),
+
+    billingDecisions: counter('a2b_billing_decisions_total', 'Credit authorisation outcomes, by result (ok, no-credit, no-rate, no-card, inactive, limit, db-error)', ['result']),
 
     dispatcherProbes: counter('a2b_dispatcher_probes_total', 'OPTIONS probes to destinations, by result (ok or fail)', ['set', 'id', 'result']),
     dispatcherSelections: counter('a2b_dispatcher_selections_total', 'Routing decisions, by first destination chosen ("none" when no destination was usable)', ['set', 'id']),

@@ -18,9 +18,6 @@ import { CallSlots } from './slots.js';
 /** What authorize reads of the request; fromTag (with the Call-ID) tells calls that share a Call-ID apart. */
 type CallFacts = Pick<RequestFacts, 'callId' | 'ruriUser'> & Partial<Pick<RequestFacts, 'fromTag'>>;
 
-/** Outcome counter, when the shared Metrics has it (requested: a2b_billing_decisions_total{result}). */
-type DecisionCounter = { inc(labels: { result: string }): void };
-
 export interface BillingOptions {
   billing: Config['billing'];
   /** The dialog lifetime bounds how long an answered call may hold its slot. */
@@ -88,7 +85,7 @@ export class Billing {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly weekMinute: (ms: number) => number;
-  private readonly decisions: DecisionCounter | undefined;
+  private readonly decisions: Metrics['billingDecisions'] | undefined;
   /** No call outlives the dialog lifetime: longer budgets are capped to it (and so is the credit held). */
   private readonly lifetimeSec: number;
   readonly slots: CallSlots;
@@ -100,7 +97,7 @@ export class Billing {
     this.now = opts.now ?? Date.now;
     this.weekMinute = weekMinuteClock(opts.billing.timezone);
     this.lifetimeSec = opts.dialog.defaultMaxLifetimeSec;
-    this.decisions = (opts.metrics as unknown as { billingDecisions?: DecisionCounter } | undefined)?.billingDecisions;
+    this.decisions = opts.metrics?.billingDecisions;
     if (this.cfg.creditCheck && !this.db) throw new GwError('GW_ERR_CONFIG_INVALID', 'billing.creditCheck needs the database (db.url); set billing.creditCheck to false to leave credit to A2Billing');
     this.slots = new CallSlots({
       setupTimeoutMs: this.cfg.setupTimeoutSec * 1000,

@@ -5,6 +5,7 @@ import { configSchema, type Config } from '../../src/config/schema.js';
 import { createDb, type Db } from '../../src/db/pool.js';
 import { SEED } from '../../src/devdb/seed.js';
 import { silentLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
 import type { Authenticated, CallEvent, RequestFacts } from '../../src/proxy/hooks.js';
 import { createTestDb, type TestDb } from '../helpers/db.js';
 
@@ -150,6 +151,20 @@ describe('billing.authorize on the seed data', () => {
     expect((await b.authorize(call('12125550101'), as(bob))).kind).toBe('reject');
     b.onCallEvent({ type: 'ended', callId: shared.callId, fromTag: 'tag-a', toTag: 'callee', reason: 'bye-caller', at: Date.now() });
     expect(b.activeCalls(bob.username)).toBe(1);
+  });
+
+  it('counts every decision in a2b_billing_decisions_total by result', async () => {
+    const metrics = createMetrics();
+    const cfg: Config = configSchema.parse({ billing: { safetyMarginSec: 0 } });
+    const b = new Billing({ billing: cfg.billing, dialog: cfg.dialog, db: gw, log: silentLogger(), metrics });
+    billings.push(b);
+    await b.authorize(call('12125550100'), as(alice));
+    await b.authorize(call('19995550100'), as(dave));
+    await b.authorize(call('861012345678'), as(alice));
+    const text = await metrics.text();
+    expect(text).toMatch(/a2b_billing_decisions_total\{result="ok"\} 1\n/);
+    expect(text).toMatch(/a2b_billing_decisions_total\{result="no-credit"\} 1\n/);
+    expect(text).toMatch(/a2b_billing_decisions_total\{result="no-rate"\} 1\n/);
   });
 
   it('refused calls take no slot', async () => {
