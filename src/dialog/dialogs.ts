@@ -25,6 +25,8 @@ export const CSEQ_RESTORE_BUMP = 100;
 /** Early dialogs and pending limits older than this are dropped (an INVITE never rings that long). */
 const EARLY_TTL_MS = 15 * 60_000;
 const SWEEP_MS = 60_000;
+/** Longest close() waits for dialogs being ended to settle. */
+const CLOSE_WAIT_MS = 2000;
 /** setTimeout's ceiling; longer delays are re-armed in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -285,11 +287,21 @@ export class Dialogs {
   /** Stops timers and saves state; dialogs stay saved for the next start (they are not ended). */
   async close(): Promise<void> {
     if (this.closed) return;
+    clearInterval(this.sweeper);
+    for (const d of this.confirmed.values()) if (d.timer) clearTimeout(d.timer);
+    // Dialogs being ended (a max-duration BYE fired just before the stop) settle first, up to CLOSE_WAIT_MS: their
+    // deletion is saved and their `ended` reaches accounting while it is still open. Otherwise the next start
+    // restores them and ends them again, and the CDR's end moves to that restart.
+    const ending = [...this.confirmed.values()].map((d) => d.terminating).filter((p) => p !== undefined);
+    if (ending.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(ending), new Promise((r) => { timer = setTimeout(r, CLOSE_WAIT_MS); })]);
+      clearTimeout(timer);
+    }
+    if (this.closed) return;
     this.flushDirty();
     this.closed = true;
-    clearInterval(this.sweeper);
     if (this.cseqTimer) clearTimeout(this.cseqTimer);
-    for (const d of this.confirmed.values()) if (d.timer) clearTimeout(d.timer);
     await this.file.close();
     await this.dbw?.close();
   }

@@ -177,6 +177,35 @@ describe('Dialogs: timers and events', () => {
     expect(emitted).toHaveLength(1);
   });
 
+  it('close() lets a dialog being ended settle (bounded): its deletion is saved and its ended emitted', async () => {
+    endDialogImpl = () => new Promise<void>((r) => { setTimeout(r, 500); });
+    dialogs.setMaxDuration('c6', 1);
+    dialogs.onCallEvent(answered(info('c6', T0)));
+    await vi.advanceTimersByTimeAsync(1000); // the max-duration BYE is under way
+    const closing = dialogs.close();
+    await vi.advanceTimersByTimeAsync(500);
+    await closing;
+    expect(store.file.at(-1)).toMatchObject({ op: 'del', key: dialogKey('c6', 'ft-c6', 'tt-c6') });
+    expect(emitted.map((e) => e.type)).toEqual(['ended']);
+
+    // An endDialog that never settles holds close() for 2 s at most; the dialog then stays saved for the next start.
+    store = new MemoryStore();
+    emitted = [];
+    endDialogImpl = () => new Promise<void>(() => {});
+    dialogs = make();
+    dialogs.setMaxDuration('c7', 1);
+    dialogs.onCallEvent(answered(info('c7', T0 + 1000)));
+    await vi.advanceTimersByTimeAsync(1000);
+    let closed = false;
+    const stuck = dialogs.close().then(() => { closed = true; });
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await stuck;
+    expect(store.file.at(-1)!.op).toBe('up');
+    expect(emitted).toEqual([]);
+  });
+
   it('writes the snapshot on answer at once, and debounces CSeq changes into one write', async () => {
     dialogs.onCallEvent(answered(info('c5', T0)));
     expect(store.file).toHaveLength(1);
