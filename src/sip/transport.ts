@@ -32,6 +32,7 @@ export interface Destination {
 export interface SipMetricsLike {
   sipParseErrors?: { inc(labels: { proto: string }): void };
   sipTcpConnections?: { inc(): void; dec(): void };
+  sipDropped?: { inc(labels: { reason: string }): void };
   sipRetransmissions?: { inc(labels: { method: string }): void };
   sipTransactions?: { inc(labels: { kind: string }): void; dec(labels: { kind: string }): void };
 }
@@ -50,6 +51,12 @@ export interface TransportOptions {
   udpBufferBytes?: number;
   /** Incoming TCP connections accepted per listener (default 10 000). */
   maxTcpConnections?: number;
+  /**
+   * A message begun on a TCP connection must be complete within this time, else the connection is closed
+   * (slowloris: the idle timeout alone is reset by every trickled byte). Default min(20 s, tcpIdleTimeoutMs),
+   * like Kamailio's tcp_msg_read_timeout.
+   */
+  tcpMessageTimeoutMs?: number;
   logger: Logger;
   metrics?: SipMetricsLike;
 }
@@ -64,6 +71,10 @@ interface Conn {
   localAddress: string;
   localPort: number;
   closed: boolean;
+  /** Messages delivered so far, and when the message now buffered (incomplete) began (0: none). */
+  messages: number;
+  partialSince: number;
+  partialTimer: NodeJS.Timeout | undefined;
 }
 
 interface UdpListener { spec: BoundListener; socket: dgram.Socket; family: 4 | 6; wildcard: boolean }
@@ -217,19 +228,38 @@ export class SipTransport {
     });
   }
 
+  /** One timer per connection at most, re-armed for the remaining time of the message now pending. */
+  private armPartialTimer(conn: Conn): void {
+    if (conn.partialTimer) return;
+    const limit = this.opts.tcpMessageTimeoutMs ?? Math.min(20_000, this.opts.tcpIdleTimeoutMs);
+    const check = (): void => {
+      conn.partialTimer = undefined;
+      if (conn.closed || conn.partialSince === 0) return;
+      const age = Date.now() - conn.partialSince;
+      if (age < limit) { conn.partialTimer = setTimeout(check, limit - age); return; }
+      this.opts.metrics?.sipDropped?.inc({ reason: 'tcp-incomplete' });
+      this.log.info({ remote: `${conn.address}:${conn.port}`, bufferedBytes: conn.framer.buffered, ms: age }, 'tcp message not completed in time, closing');
+      conn.socket.destroy();
+    };
+    conn.partialTimer = setTimeout(check, limit);
+  }
+
   private adopt(socket: net.Socket): Conn {
     const address = normalizeAddress(socket.remoteAddress ?? '');
     const port = socket.remotePort ?? 0;
     const conn: Conn = {
       id: this.nextConnId++, socket, key: keyOf(address, port), address, port,
       localAddress: normalizeAddress(socket.localAddress ?? ''), localPort: socket.localPort ?? 0, closed: false,
-      framer: undefined as unknown as StreamFramer,
+      framer: undefined as unknown as StreamFramer, messages: 0, partialSince: 0, partialTimer: undefined,
     };
     const source: MessageSource = {
       proto: 'tcp', address, port, localAddress: conn.localAddress, localPort: conn.localPort, connectionId: conn.id,
     };
     conn.framer = new StreamFramer(this.opts.maxMessageSize, {
-      onMessage: (b) => this.deliver(parseMessage(b, { maxMessageSize: this.opts.maxMessageSize, stream: true }), { ...source }),
+      onMessage: (b) => {
+        conn.messages++;
+        this.deliver(parseMessage(b, { maxMessageSize: this.opts.maxMessageSize, stream: true }), { ...source });
+      },
       onPing: () => { if (!socket.destroyed) socket.write('\r\n'); },
       onError: (kind, reason, head) => {
         this.opts.metrics?.sipParseErrors?.inc({ proto: 'tcp' });
@@ -251,13 +281,21 @@ export class SipTransport {
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.tcpIdleTimeoutMs, () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
+      const delivered = conn.messages;
       try { conn.framer.push(chunk); } catch (e) {
         this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'tcp receive handler failed');
+      }
+      // the clock of an incomplete message starts with its first byte (a delivered message restarts it)
+      if (conn.framer.buffered === 0) conn.partialSince = 0;
+      else if (conn.partialSince === 0 || conn.messages !== delivered) {
+        conn.partialSince = Date.now();
+        this.armPartialTimer(conn);
       }
     });
     socket.on('error', (err) => this.log.debug({ err: err.message, remote: `${address}:${port}` }, 'tcp connection error'));
     socket.on('close', () => {
       conn.closed = true;
+      if (conn.partialTimer) clearTimeout(conn.partialTimer);
       conn.framer.close();
       this.conns.delete(conn.id);
       for (const [k, c] of this.byKey) if (c === conn) this.byKey.delete(k);
