@@ -57,6 +57,8 @@ export interface TransportOptions {
    * like Kamailio's tcp_msg_read_timeout.
    */
   tcpMessageTimeoutMs?: number;
+  /** Incoming TCP connections open at once from one address (default 256): one host cannot take every slot. */
+  maxTcpConnectionsPerSource?: number;
   logger: Logger;
   metrics?: SipMetricsLike;
 }
@@ -120,6 +122,8 @@ export class SipTransport {
   private readonly tcp: TcpListener[] = [];
   private readonly conns = new Map<number, Conn>();
   private readonly byKey = new Map<string, Conn>();
+  /** Open incoming connections per remote address. */
+  private readonly perSource = new Map<string, number>();
   private readonly connecting = new Map<string, Promise<Conn>>();
   private nextConnId = 1;
   private closing = false;
@@ -213,7 +217,23 @@ export class SipTransport {
 
   private listenTcp(host: string, port: number): Promise<void> {
     const family: 4 | 6 = net.isIPv6(host) ? 6 : 4;
-    const server = net.createServer((socket) => this.adopt(socket));
+    const server = net.createServer((socket) => {
+      const address = normalizeAddress(socket.remoteAddress ?? '');
+      const open = this.perSource.get(address) ?? 0;
+      if (open >= (this.opts.maxTcpConnectionsPerSource ?? 256)) {
+        this.opts.metrics?.sipDropped?.inc({ reason: 'tcp-source-limit' });
+        this.log.debug({ remote: address, open }, 'tcp connection refused: too many from this address');
+        socket.destroy();
+        return;
+      }
+      this.perSource.set(address, open + 1);
+      socket.once('close', () => {
+        const n = (this.perSource.get(address) ?? 1) - 1;
+        if (n <= 0) this.perSource.delete(address);
+        else this.perSource.set(address, n);
+      });
+      this.adopt(socket);
+    });
     server.maxConnections = this.opts.maxTcpConnections ?? 10_000;
     return new Promise((resolve, reject) => {
       const onErr = (err: Error): void => reject(transportError(`cannot bind tcp ${formatHost(host)}:${port}`, err));
