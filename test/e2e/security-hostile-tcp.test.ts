@@ -1,5 +1,6 @@
 // Hostile bytes over TCP against the whole gateway (startGateway, seeded MariaDB), on loopback: garbage,
-// HTTP, oversize headers and bodies, lying Content-Lengths, and slowloris-style partial messages. After each
+// HTTP, oversize headers and bodies, lying Content-Lengths, one address hoarding connections, and
+// slowloris-style partial messages. After each
 // abuse the gateway must still complete a normal digest call over TCP (and UDP), and release the connections.
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,6 +139,29 @@ describe('hostile TCP input', () => {
     expect(c.socket.destroyed).toBe(false);
     expect(c.data().match(/SIP\/2\.0 200 /g)?.length).toBe(n);
     c.socket.destroy();
+  });
+
+  it('one address cannot take every TCP slot: beyond 256 open connections it is refused, others still call', async () => {
+    const conns: Conn[] = [];
+    try {
+      for (let i = 0; i < 270; i++) conns.push(await open('127.0.78.1'));
+      const refused = await within(Promise.all(conns.slice(256).map((c) => c.closed)), 3000, 'connections beyond the per-source limit closed');
+      expect(refused).toHaveLength(14);
+      await sleep(50);
+      expect(conns.slice(0, 256).filter((c) => c.socket.destroyed)).toHaveLength(0);
+      expect(await metric('a2b_sip_dropped_total', 'reason="tcp-source-limit"')).toBe(14);
+      await normalCallsWork(5);
+    } finally {
+      for (const c of conns) c.socket.destroy();
+    }
+    await sleep(100);
+    const again = await open('127.0.78.1'); // slots are given back on close
+    again.socket.write(`OPTIONS sip:127.0.0.1:${h.tcp.port};transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.78.1:5060;branch=z9hG4bKagain\r\n` +
+      `Max-Forwards: 70\r\nFrom: <sip:p@127.0.78.1>;tag=a\r\nTo: <sip:127.0.0.1>\r\nCall-ID: again@127.0.78.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n`);
+    const deadline = Date.now() + 2000;
+    while (!/SIP\/2\.0 200 /.test(again.data()) && Date.now() < deadline) await sleep(20);
+    expect(again.data()).toMatch(/^SIP\/2\.0 200 /);
+    again.socket.destroy();
   });
 
   it('slowloris: 40 connections trickling a never-ending header are closed; calls work meanwhile and after', async () => {
