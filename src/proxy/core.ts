@@ -102,12 +102,20 @@ interface Forwarding {
   lastFailure: { status: number; reason: string; target: Target | undefined } | undefined;
 }
 
+/**
+ * One call = Call-ID + the caller's tag: the caller picks the Call-ID, so two calls may share one, and keying by
+ * Call-ID alone would let one call's BYE release the other's call slot.
+ */
+function callKey(callId: string, callerTag: string): string {
+  return `${callId}\u0000${callerTag}`;
+}
+
 export class ProxyCore implements ProxyActions, TransactionUser {
   readonly layer: TransactionLayer;
   private readonly forwardings = new Map<ServerTransaction, Forwarding>();
-  /** Answered calls still up: release callbacks from authorize, by Call-ID. */
+  /** Answered calls still up: release callbacks from authorize, by callKey (Call-ID + caller tag). */
   private readonly releases = new Map<string, () => void>();
-  /** Snapshots of answered calls still up (for `ended.dialog`), by Call-ID. */
+  /** Snapshots of answered calls still up (for `ended.dialog`), by callKey. */
   private readonly dialogs = new Map<string, DialogInfo>();
   /** Branches we gave up on without a final (no response, transport error), for 64*T1: a late 2xx is hung up. */
   private readonly abandoned = new Map<string, { req: SipRequest; dest: Destination; timer: NodeJS.Timeout }>();
@@ -504,10 +512,10 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     this.log.info({ callId: facts.callId, status: res.status, target: target.id, setupMs: now - f.startedAt }, 'call answered');
     if (afterFailure) this.metrics?.callsActive.inc(); // a 2xx that beat our own 408/487 upstream: the call is up
     this.emit({ type: 'answered', facts, auth: f.auth, target, status: res.status, reason: res.reason, at: now, dialog, maxDurationSec: f.maxDurationSec });
-    this.dialogs.set(facts.callId, dialog);
+    this.dialogs.set(callKey(facts.callId, facts.fromTag), dialog);
     this.metrics?.calls.inc({ event: 'answered' });
     this.metrics?.callSetupSeconds.observe((now - f.startedAt) / 1000);
-    if (f.release) this.releases.set(facts.callId, f.release);
+    if (f.release) this.releases.set(callKey(facts.callId, facts.fromTag), f.release);
     f.release = undefined;
   }
 
@@ -515,19 +523,20 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   private inDialogOutcome(f: Forwarding, status: number, reason: string): void {
     const { req, facts } = f.inbound;
     if (req.method !== 'BYE' || status < 200) return;
-    const dialog = this.dialogs.get(facts.callId);
+    const key = callKey(facts.callId, f.fromCaller ? facts.fromTag : req.tryTo()?.tag ?? '');
+    const dialog = this.dialogs.get(key);
     this.emit({
       type: 'ended', callId: facts.callId, fromTag: facts.fromTag, toTag: req.tryTo()?.tag ?? '',
       reason: f.fromCaller ? 'bye-caller' : 'bye-callee', at: Date.now(), status, statusReason: reason, dialog,
     });
-    this.endCall(facts.callId);
+    this.endCall(key);
   }
 
-  private endCall(callId: string): void {
-    if (this.dialogs.delete(callId)) this.metrics?.callsActive.dec();
-    const release = this.releases.get(callId);
+  private endCall(key: string): void {
+    if (this.dialogs.delete(key)) this.metrics?.callsActive.dec();
+    const release = this.releases.get(key);
     if (!release) return;
-    this.releases.delete(callId);
+    this.releases.delete(key);
     try { release(); } catch (e) { this.log.error({ err: String(e) }, 'release threw'); }
   }
 
@@ -581,7 +590,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     const { facts } = inb;
     const toTag = inb.req.tryTo()?.tag ?? '';
     this.emit({ type: 'in-dialog', callId: facts.callId, fromTag: facts.fromTag, toTag, method: facts.method, cseq: facts.cseq, fromCaller, at: Date.now() });
-    const d = this.dialogs.get(facts.callId);
+    const d = this.dialogs.get(callKey(facts.callId, fromCaller ? facts.fromTag : toTag));
     if (d && facts.method !== 'ACK' && facts.method !== 'CANCEL') {
       if (fromCaller) d.callerCseq = Math.max(d.callerCseq, facts.cseq);
       else d.calleeCseq = Math.max(d.calleeCseq, facts.cseq);
@@ -638,7 +647,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     }, 64 * this.cfg.t1Ms);
     // No `ended` here: the dialog stage that asked emits it once this promise settles (see NOTES-dialog.md).
     await Promise.all([toCallee, toCaller]);
-    this.endCall(d.callId);
+    this.endCall(callKey(d.callId, d.callerTag));
   }
 
   /** OPTIONS to a target; the status, or 0 on timeout or transport error. */

@@ -91,6 +91,30 @@ describe('proxy script: hooks', () => {
     expect(start?.type === 'start' && start.maxDurationSec).toBe(60);
   });
 
+  it('two calls that share a Call-ID are two calls: one BYE releases only its own call', async () => {
+    const released: string[] = [];
+    const { gw, caller, callee } = await setup({
+      authorize: (f) => ({ kind: 'ok', release: () => { released.push(f.fromTag); } }),
+    });
+    const callId = `shared-${Date.now()}@test`;
+    const first = caller.invite({ to: gw.ruri('100'), via: gw.udp, callId });
+    expect((await first.final()).status).toBe(200);
+    first.ack();
+    const second = caller.invite({ to: gw.ruri('101'), via: gw.udp, callId });
+    expect((await second.final()).status).toBe(200);
+    second.ack();
+    await callee.waitRequest('ACK');
+    const firstTag = (await first.final()).fromTag;
+    const secondTag = (await second.final()).fromTag;
+    expect(firstTag).not.toBe(secondTag);
+    expect((await first.dialog!.request('BYE').final()).status).toBe(200);
+    expect(released).toEqual([firstTag]);
+    const ended = gw.hooks.events.filter((e) => e.type === 'ended');
+    expect(ended.map((e) => e.type === 'ended' && e.dialog?.callerTag)).toEqual([firstTag]);
+    expect((await second.dialog!.request('BYE').final()).status).toBe(200);
+    expect(released).toEqual([firstTag, secondTag]);
+  });
+
   it('route → reject answers its status; no targets → 503 with Retry-After; release runs on failure', async () => {
     let releases = 0;
     let mode: 'reject' | 'empty' = 'reject';
