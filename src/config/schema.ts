@@ -61,6 +61,10 @@ export const configSchema = z.object({
     /** Time to wait for any response to a forwarded INVITE before failing over (fr_timer). */
     noResponseTimeoutMs: positiveMs.default(4000),
     tcpIdleTimeoutMs: positiveMs.default(120000),
+    /** A TCP message must be complete this long after its first byte (anti-slowloris); default min(20 s, tcpIdleTimeoutMs). */
+    tcpMessageTimeoutMs: positiveMs.optional(),
+    /** Open incoming TCP connections allowed per remote address (one host cannot take every slot). */
+    maxTcpConnectionsPerSource: z.number().int().min(1).max(100000).default(256),
     maxForwards: z.number().int().min(1).max(255).default(70),
     serverHeader: z.string().default('a2b-gateway'),
     /**

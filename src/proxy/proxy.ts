@@ -100,7 +100,8 @@ export function createProxy(opts: ProxyOptions): Proxy {
       if (transport) return;
       const t = new SipTransport({
         listen: config.listen, advertisedHost: config.advertisedHost, maxMessageSize: config.maxMessageSize,
-        tcpIdleTimeoutMs: config.tcpIdleTimeoutMs, logger: log, metrics,
+        tcpIdleTimeoutMs: config.tcpIdleTimeoutMs, tcpMessageTimeoutMs: config.tcpMessageTimeoutMs,
+        maxTcpConnectionsPerSource: config.maxTcpConnectionsPerSource, logger: log, metrics,
       });
       const listeners = await t.start();
       transport = t;
