@@ -11,7 +11,7 @@ SELECT b.id AS id,
        CAST(COALESCE(NULLIF(b.username, ''), b.name) AS CHAR(80)) AS username,
        CAST('' AS CHAR(64)) AS domain,
        CAST(b.secret AS CHAR(80)) AS password,
-       CAST(b.accountcode AS CHAR(20)) AS accountcode,
+       CAST(c.username AS CHAR(20)) AS accountcode,
        c.id AS card_id,
        c.status AS card_status
 FROM cc_sip_buddies b
@@ -29,8 +29,8 @@ SELECT CAST(CONCAT('p', b.id) AS CHAR(24)) AS id,
        CAST(CASE WHEN b.host LIKE '%:%' THEN 128 ELSE 32 END AS UNSIGNED) AS mask,
        CAST(CASE WHEN b.port REGEXP '^[0-9]{1,5}$' THEN b.port ELSE '0' END AS UNSIGNED) AS port,
        CAST('any' AS CHAR(4)) AS proto,
-       CAST(b.accountcode AS CHAR(20)) AS tag,
-       CAST(b.accountcode AS CHAR(20)) AS accountcode,
+       CAST(c.username AS CHAR(20)) AS tag,
+       CAST(c.username AS CHAR(20)) AS accountcode,
        c.id AS card_id,
        CAST(CONCAT('cc_sip_buddies ', b.name) AS CHAR(255)) AS description
 FROM cc_sip_buddies b
@@ -46,8 +46,8 @@ SELECT CAST(CONCAT('t', t.id) AS CHAR(24)) AS id,
        CAST(t.mask AS UNSIGNED) AS mask,
        CAST(t.port AS UNSIGNED) AS port,
        CAST(t.proto AS CHAR(4)) AS proto,
-       CAST(t.accountcode AS CHAR(20)) AS tag,
-       CAST(t.accountcode AS CHAR(20)) AS accountcode,
+       CAST(c.username AS CHAR(20)) AS tag,
+       CAST(c.username AS CHAR(20)) AS accountcode,
        c.id AS card_id,
        CAST(t.description AS CHAR(255)) AS description
 FROM gw_trusted t

@@ -1,4 +1,4 @@
-// SQL of the auth stage. Read-only, over the views of sql/002_a2billing_views.sql (as redefined by sql/003_canonical_accountcode.sql).
+// SQL of the auth stage. Read-only, over the views of sql/002_a2billing_views.sql.
 
 /** Every row of the `address` view (IP authentication); the stage builds its match table from them. */
 export const AUTH_ADDRESS_ALL =
