@@ -23,7 +23,7 @@ class WireEnd implements TransportLike {
     this.peer.receive(buf, this);
     return Promise.resolve();
   }
-  sendResponse(res: SipResponse): Promise<void> { return this.send(res, { proto: 'udp', address: this.peer.host, port: this.peer.port }); }
+  responseDestination(_res: SipResponse): Destination { return { proto: 'udp', address: this.peer.host, port: this.peer.port }; }
   receive(buf: Buffer, from: WireEnd): void {
     queueMicrotask(() => {
       const r = parseMessage(buf);

@@ -394,17 +394,25 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     }
     if (s < 300) {
       // 2xx always go upstream (RFC 3261 §16.7 step 10), retransmissions and late ones too.
+      if (f.answered) {
+        this.relay2xx(f.st, res);
+        return;
+      }
       res.popVia();
       if (!this.respond(f.st, res, 'relayed')) this.relayByVia(res);
-      if (f.answered) return;
       f.answered = true;
       const wasDone = f.done;
       f.done = true;
       if (f.initial) this.answered(f, b, res, wasDone);
       else this.inDialogOutcome(f, s, res.reason);
+      this.settle(f);
       return;
     }
-    if (f.done) return; // already answered upstream (Timer C 408, CANCEL 487); the layer ACKed this final
+    if (f.done) {
+      // already answered upstream (Timer C 408, CANCEL 487); the layer ACKed this final
+      this.settle(f);
+      return;
+    }
     if (f.initial && !f.cancelled && this.cfg.failoverCodes.has(s)) {
       this.branchFailed(f, b.hop, { kind: 'status', status: s }, s, res.reason);
       return;
@@ -415,6 +423,29 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     this.log.info({ callId: facts.callId, status: s, reason: res.reason, method: f.inbound.req.method }, 'final response relayed');
     if (f.initial) this.failed(f, b.hop.target, s, res.reason, f.cancelled);
     else this.inDialogOutcome(f, s, res.reason);
+    this.settle(f);
+  }
+
+  /** A 2xx retransmission (RFC 6026): upstream through the server transaction while it lingers, else by Via. */
+  private relay2xx(st: ServerTransaction, res: SipResponse): void {
+    if (res.status < 200 || res.status >= 300) return;
+    res.popVia();
+    if (!this.respond(st, res, 'relayed')) this.relayByVia(res);
+  }
+
+  /**
+   * The forwarding has answered upstream and its branch has its final response: nothing needs it any more. Forget
+   * it and leave the lingering transactions (64*T1) a slim 2xx relay, so the INVITE, its copies and the call's facts
+   * are not kept alive for those 32 s. A branch still waiting for its final (a CANCEL in flight) keeps it.
+   */
+  private settle(f: Forwarding): void {
+    if (!f.done) return;
+    const ct = f.branch?.ct;
+    if (ct !== undefined && ct.state !== 'accepted' && ct.state !== 'completed' && ct.state !== 'terminated') return;
+    const st = f.st;
+    if (this.forwardings.get(st) === f) this.forwardings.delete(st);
+    st.onTerminated = undefined;
+    if (ct !== undefined && ct.state === 'accepted') ct.rebind({ onResponse: (res) => this.relay2xx(st, res) });
   }
 
   private onBranchTimeout(f: Forwarding, b: Branch, kind: TimeoutKind): void {
@@ -492,6 +523,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     this.reply(f.inbound, status, reason, headers);
     if (f.initial) this.failed(f, f.branch?.hop.target ?? f.lastFailure?.target, status, reason, cancelled);
     else this.inDialogOutcome(f, status, reason);
+    this.settle(f);
   }
 
   private failed(f: Forwarding, target: Target | undefined, status: number, reason: string, cancelled: boolean): void {
@@ -603,8 +635,9 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     const f = this.forwardings.get(inv);
     this.log.info({ callId: cancel.getHeader('call-id') }, 'CANCEL received');
     if (!f) {
-      // Still in the script (waiting on auth or routing): answer 487 now; forward() will see it and stop.
-      this.respond(inv, createResponse(inv.request, 487, { headers: this.serverHdr() }), 'local');
+      // Still in the script (waiting on auth or routing): answer 487 now; forward() will see it and stop. An INVITE
+      // already answered (its forwarding settled) is left alone: the CANCEL got its 200 and changes nothing.
+      if (inv.state === 'proceeding') this.respond(inv, createResponse(inv.request, 487, { headers: this.serverHdr() }), 'local');
       return;
     }
     if (f.done || f.cancelled) return;

@@ -5,8 +5,12 @@
 // - Client transactions push their own Via (new branch), retransmit over UDP (Timers A, E), time out (B, F and the
 //   proxy's no-response timer), ACK non-2xx finals hop by hop (Timer D, K), pass every 2xx up (Timer M), run
 //   Timer C after provisionals, and build and send CANCEL.
-// Timers are plain setTimeout; close() clears them all. Callbacks into the TU are guarded: a throwing TU does not
+// Timers are plain setTimeout (static callbacks, see below); close() clears them all. Callbacks into the TU are guarded: a throwing TU does not
 // break the layer. Transport failures are reported through callbacks, never thrown or left as rejected promises.
+// Memory: a transaction keeps the RFC's lifetime (up to 64*T1 after its final response) but, once final, only what
+// that lingering needs: the response wire bytes and their destination (to answer retransmissions), the ACK bytes.
+// The parsed messages and the TU's handlers are released at once: at a few hundred calls per second, holding them
+// for 32 s kept hundreds of MB alive and the garbage collector busy (bench/RESULTS.md).
 import { GwError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { headerLine, SipRequest, type HeaderLine, type MessageSource, type SipMessage, type SipResponse } from './message.js';
@@ -29,7 +33,11 @@ export interface TransactionTimers {
 /** What the transaction layer needs from the transport (SipTransport implements it). */
 export interface TransportLike {
   send(data: Buffer | SipMessage, dest: Destination): Promise<void>;
-  sendResponse(res: SipResponse, connectionId?: number): Promise<void>;
+  /**
+   * Where a response goes (RFC 3261 §18.2.2, RFC 3581), from its top Via and the connection the request came in on.
+   * Throws GW_ERR_SIP_TRANSPORT when the Via gives no usable destination.
+   */
+  responseDestination(res: SipResponse, connectionId?: number): Destination;
   setHandler(h: ReceiveHandler): void;
   localAddress(proto: 'udp' | 'tcp', family?: 4 | 6): { host: string; port: number } | undefined;
 }
@@ -95,6 +103,9 @@ const TIMER_D_MS = 32_000;
 const TRYING_DELAY_MS = 200;
 
 function isReliable(proto: string): boolean { return proto !== 'udp'; }
+
+const noop = (): void => undefined;
+const DONE: ClientHandlers = { onResponse: noop };
 
 function sentBy(v: Via): string {
   return `${v.host.toLowerCase()}:${v.port ?? (v.transport === 'TLS' ? 5061 : 5060)}`;
@@ -261,22 +272,29 @@ export class ServerTransaction {
   state: ServerState;
   readonly isInvite: boolean;
   readonly method: string;
-  /** The last response sent (re-sent on retransmissions). */
-  lastResponse: SipResponse | undefined;
+  /** Where the request came from. */
+  readonly source: MessageSource | undefined;
   /** Called once when the transaction ends. */
   onTerminated: ((st: ServerTransaction) => void) | undefined;
   /** A response could not be sent (the transaction is terminated). */
   onTransportError: ((err: Error, st: ServerTransaction) => void) | undefined;
   /** No ACK for a non-2xx final within 64*T1 (Timer H). */
   onAckTimeout: ((st: ServerTransaction) => void) | undefined;
+  /** The request; released once a final response was sent. */
+  private req: SipRequest | undefined;
+  /** The last response sent, as sent (re-sent on retransmissions), and where it went. */
   private wire: Buffer | undefined;
+  private dest: Destination | undefined;
+  private responded = false;
   private timerG: Timer | undefined;
   private timerH: Timer | undefined;
   private timerIJL: Timer | undefined;
   private gInterval: number;
   private readonly reliable: boolean;
 
-  constructor(private readonly layer: TransactionLayer, readonly key: string, readonly request: SipRequest) {
+  constructor(private readonly layer: TransactionLayer, readonly key: string, request: SipRequest) {
+    this.req = request;
+    this.source = request.source;
     this.method = request.method;
     this.isInvite = request.method === 'INVITE';
     this.state = this.isInvite ? 'proceeding' : 'trying';
@@ -284,16 +302,18 @@ export class ServerTransaction {
     this.gInterval = layer.timers.t1Ms;
     if (!this.isInvite) {
       // a non-INVITE the TU never answers: the client gave up after 64*T1 (Timer F), so free the state then
-      this.timerIJL = setTimeout(() => { if (this.state === 'trying' || this.state === 'proceeding') this.terminate(true); },
-        64 * layer.timers.t1Ms + layer.timers.t4Ms);
+      this.timerIJL = setTimeout(ServerTransaction.unanswered, 64 * layer.timers.t1Ms + layer.timers.t4Ms, this);
     }
     this.onTerminated = undefined;
     this.onTransportError = undefined;
     this.onAckTimeout = undefined;
   }
 
-  /** Where the request came from. */
-  get source(): MessageSource | undefined { return this.request.source; }
+  /** The request that created the transaction; only until a final response was sent (then it is released). */
+  get request(): SipRequest {
+    if (this.req === undefined) throw new Error(`${this.method} server transaction is ${this.state}: its request was released`);
+    return this.req;
+  }
 
   /** @internal sends 100 Trying (RFC 3261 §17.2.1). */
   trying(): void {
@@ -302,10 +322,27 @@ export class ServerTransaction {
 
   /** @internal sends 100 Trying after `ms` unless a response was sent by then. */
   tryingAfter(ms: number): void {
-    this.timerG = setTimeout(() => {
-      this.timerG = undefined;
-      if (this.state === 'proceeding' && this.lastResponse === undefined) this.trying();
-    }, ms);
+    this.timerG = setTimeout(ServerTransaction.delayedTrying, ms, this);
+  }
+
+  // Timer callbacks are static and get the transaction as an argument: an arrow created inside a method would
+  // share that method's closure context and keep its locals (the messages) alive for the timer's whole delay.
+  private static unanswered(st: ServerTransaction): void {
+    if (st.state === 'trying' || st.state === 'proceeding') st.terminate(true);
+  }
+
+  private static delayedTrying(st: ServerTransaction): void {
+    st.timerG = undefined;
+    if (st.state === 'proceeding' && !st.responded) st.trying();
+  }
+
+  private static end(st: ServerTransaction): void { st.terminate(true); }
+
+  private static timerG(st: ServerTransaction): void { st.fireG(); }
+
+  private static timerH(st: ServerTransaction): void {
+    st.layer.guard(() => st.onAckTimeout?.(st));
+    st.terminate(true);
   }
 
   /**
@@ -317,37 +354,43 @@ export class ServerTransaction {
     if (this.state === 'terminated' || this.state === 'confirmed') return false;
     if (this.state === 'completed') return false;
     if (this.state === 'accepted' && !(s >= 200 && s < 300)) return false;
-    if (this.lastResponse === undefined && this.timerG !== undefined) {
+    if (!this.responded && this.timerG !== undefined) {
       clearTimeout(this.timerG); // a pending delayed 100 Trying
       this.timerG = undefined;
     }
-    this.lastResponse = res;
+    this.responded = true;
+    try {
+      this.dest = this.layer.transport.responseDestination(res, this.source?.connectionId);
+    } catch (e) {
+      this.sendFailed(e instanceof Error ? e : new Error(String(e)));
+      return true;
+    }
     this.wire = res.toBuffer();
     this.transmit();
     if (s < 200) {
       if (!this.isInvite) this.state = 'proceeding';
       return true;
     }
+    this.req = undefined;
     const t = this.layer.timers;
     if (this.isInvite) {
       if (s < 300) {
+        // INVITE retransmissions are absorbed silently from now on (RFC 6026); further 2xx are sent as they come
+        this.wire = undefined;
         if (this.state !== 'accepted') {
           this.state = 'accepted';
-          this.timerIJL = setTimeout(() => this.terminate(true), 64 * t.t1Ms); // Timer L
+          this.timerIJL = setTimeout(ServerTransaction.end, 64 * t.t1Ms, this); // Timer L
         }
       } else {
         this.state = 'completed';
-        if (!this.reliable) this.timerG = setTimeout(() => this.fireG(), this.gInterval);
-        this.timerH = setTimeout(() => {
-          this.layer.guard(() => this.onAckTimeout?.(this));
-          this.terminate(true);
-        }, 64 * t.t1Ms);
+        if (!this.reliable) this.timerG = setTimeout(ServerTransaction.timerG, this.gInterval, this);
+        this.timerH = setTimeout(ServerTransaction.timerH, 64 * t.t1Ms, this);
       }
     } else {
       this.state = 'completed';
       clearTimeout(this.timerIJL); // the unanswered-lifetime timer
       if (this.reliable) this.terminate(true); // Timer J = 0
-      else this.timerIJL = setTimeout(() => this.terminate(true), 64 * t.t1Ms);
+      else this.timerIJL = setTimeout(ServerTransaction.end, 64 * t.t1Ms, this);
     }
     return true;
   }
@@ -357,18 +400,21 @@ export class ServerTransaction {
     this.layer.metrics?.sipRetransmissions?.inc({ method: this.method });
     this.transmit();
     this.gInterval = Math.min(2 * this.gInterval, this.layer.timers.t2Ms);
-    this.timerG = setTimeout(() => this.fireG(), this.gInterval);
+    this.timerG = setTimeout(ServerTransaction.timerG, this.gInterval, this);
   }
 
   private transmit(): void {
-    const res = this.lastResponse;
-    if (res === undefined) return;
-    const conn = this.request.source?.connectionId;
-    this.layer.transport.sendResponse(res, conn).catch((err: Error) => {
-      this.layer.log.debug({ err: err.message, method: this.method }, 'response send failed');
-      this.layer.guard(() => this.onTransportError?.(err, this));
-      this.terminate(true);
-    });
+    const wire = this.wire;
+    const dest = this.dest;
+    if (wire === undefined || dest === undefined) return;
+    this.layer.transport.send(wire, dest).catch((err: Error) => this.sendFailed(err));
+  }
+
+  private sendFailed(err: Error): void {
+    if (this.state === 'terminated') return;
+    this.layer.log.debug({ err: err.message, method: this.method }, 'response send failed');
+    this.layer.guard(() => this.onTransportError?.(err, this));
+    this.terminate(true);
   }
 
   /** @internal a retransmission of the request arrived */
@@ -383,8 +429,9 @@ export class ServerTransaction {
       clearTimeout(this.timerG);
       clearTimeout(this.timerH);
       this.timerG = this.timerH = undefined;
+      this.wire = undefined;
       if (this.reliable) this.terminate(true); // Timer I = 0
-      else this.timerIJL = setTimeout(() => this.terminate(true), this.layer.timers.t4Ms);
+      else this.timerIJL = setTimeout(ServerTransaction.end, this.layer.timers.t4Ms, this);
       return true;
     }
     return this.state === 'confirmed';
@@ -397,8 +444,12 @@ export class ServerTransaction {
     clearTimeout(this.timerG);
     clearTimeout(this.timerH);
     clearTimeout(this.timerIJL);
+    this.req = undefined;
+    this.wire = undefined;
     this.layer.removeServer(this);
-    if (notify) this.layer.guard(() => this.onTerminated?.(this));
+    const cb = this.onTerminated;
+    this.onTerminated = this.onTransportError = this.onAckTimeout = undefined;
+    if (notify) this.layer.guard(() => cb?.(this));
   }
 }
 
@@ -409,8 +460,6 @@ export class ClientTransaction {
   readonly isInvite: boolean;
   readonly method: string;
   readonly key: string;
-  /** The best final response received, once there is one. */
-  finalResponse: SipResponse | undefined;
   /** True once a provisional arrived (CANCEL is allowed from then on). */
   provisionalSeen = false;
   private wire: Buffer | undefined;
@@ -427,8 +476,12 @@ export class ClientTransaction {
   private cancelReason: string | undefined;
   private readonly reliable: boolean;
 
-  constructor(private readonly layer: TransactionLayer, readonly branch: string, readonly request: SipRequest,
-    readonly destination: Destination, private readonly handlers: ClientHandlers, private readonly useTimerC: boolean) {
+  /** The request sent; released once a final response arrived. */
+  private req: SipRequest | undefined;
+
+  constructor(private readonly layer: TransactionLayer, readonly branch: string, request: SipRequest,
+    readonly destination: Destination, private handlers: ClientHandlers, private readonly useTimerC: boolean) {
+    this.req = request;
     this.method = request.method;
     this.isInvite = request.method === 'INVITE';
     this.key = `${branch}|${this.method}`;
@@ -437,15 +490,29 @@ export class ClientTransaction {
     this.retransInterval = layer.timers.t1Ms;
   }
 
+  /** The request as sent; only until a final response arrived (then it is released). */
+  get request(): SipRequest {
+    if (this.req === undefined) throw new Error(`${this.method} client transaction is ${this.state}: its request was released`);
+    return this.req;
+  }
+
+  /**
+   * Replaces the TU's handlers (e.g. with a slim 2xx relay once the TU is done with the call), so that what the old
+   * handlers captured is not kept alive for the rest of the transaction's lifetime.
+   */
+  rebind(handlers: ClientHandlers): void {
+    this.handlers = handlers;
+  }
+
   /** @internal */
   start(): void {
     const t = this.layer.timers;
     this.wire = this.request.toBuffer();
     this.send(this.wire);
-    if (!this.reliable) this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+    if (!this.reliable) this.retransTimer = setTimeout(ClientTransaction.retransmit, this.retransInterval, this);
     // Timer B / F
-    this.timeoutTimer = setTimeout(() => this.timeout(this.isInvite ? 'timer-b' : 'timer-f'), 64 * t.t1Ms);
-    if (t.noResponseTimeoutMs < 64 * t.t1Ms) this.noResponseTimer = setTimeout(() => this.timeout('no-response'), t.noResponseTimeoutMs);
+    this.timeoutTimer = setTimeout(ClientTransaction.timeout, 64 * t.t1Ms, this, this.isInvite ? 'timer-b' : 'timer-f');
+    if (t.noResponseTimeoutMs < 64 * t.t1Ms) this.noResponseTimer = setTimeout(ClientTransaction.timeout, t.noResponseTimeoutMs, this, 'no-response');
   }
 
   private send(buf: Buffer): void {
@@ -460,6 +527,26 @@ export class ClientTransaction {
     this.terminate(true);
   }
 
+  // Timer callbacks are static (see ServerTransaction): no closure context that could hold a message alive.
+  private static retransmit(ct: ClientTransaction): void { ct.retransmit(); }
+
+  private static timeout(ct: ClientTransaction, kind: TimeoutKind): void { ct.timeout(kind); }
+
+  private static end(ct: ClientTransaction): void { ct.terminate(true); }
+
+  private static timerC(ct: ClientTransaction): void {
+    if (ct.state !== 'proceeding') return;
+    ct.layer.guard(() => ct.handlers.onTimeout?.('timer-c', ct));
+    // RFC 3261 §16.8: a provisional was received, so the transaction is CANCELled (the TU answers 408)
+    ct.cancel();
+  }
+
+  private static cancelTimeout(ct: ClientTransaction): void {
+    if (ct.state !== 'calling' && ct.state !== 'proceeding') return;
+    ct.layer.guard(() => ct.handlers.onTimeout?.('cancel-timeout', ct));
+    ct.terminate(true);
+  }
+
   private retransmit(): void {
     if (this.state !== 'calling' && this.state !== 'trying' && this.state !== 'proceeding') return;
     if (this.isInvite && this.state === 'proceeding') return;
@@ -469,7 +556,7 @@ export class ClientTransaction {
     const t = this.layer.timers;
     this.retransInterval = this.isInvite ? this.retransInterval * 2
       : this.state === 'proceeding' ? t.t2Ms : Math.min(this.retransInterval * 2, t.t2Ms);
-    this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+    this.retransTimer = setTimeout(ClientTransaction.retransmit, this.retransInterval, this);
   }
 
   private timeout(kind: TimeoutKind): void {
@@ -500,18 +587,13 @@ export class ClientTransaction {
             this.retransTimer = this.timeoutTimer = undefined;
             if (this.useTimerC && !this.cancelSent) {
               clearTimeout(this.timerC);
-              this.timerC = setTimeout(() => {
-                if (this.state !== 'proceeding') return;
-                this.layer.guard(() => this.handlers.onTimeout?.('timer-c', this));
-                // RFC 3261 §16.8: a provisional was received, so the transaction is CANCELled (the TU answers 408)
-                this.cancel();
-              }, t.inviteTimeoutMs);
+              this.timerC = setTimeout(ClientTransaction.timerC, t.inviteTimeoutMs, this);
             }
           } else if (!this.reliable && this.state === 'trying') {
             // Timer E continues at T2 in proceeding
             clearTimeout(this.retransTimer);
             this.retransInterval = t.t2Ms;
-            this.retransTimer = setTimeout(() => this.retransmit(), this.retransInterval);
+            this.retransTimer = setTimeout(ClientTransaction.retransmit, this.retransInterval, this);
           }
           this.state = 'proceeding';
           const first = !this.provisionalSeen;
@@ -521,21 +603,25 @@ export class ClientTransaction {
           return;
         }
         this.clearRunning();
-        this.finalResponse = res;
+        this.wire = undefined;
         if (this.isInvite && s < 300) {
           this.state = 'accepted';
-          this.endTimer = setTimeout(() => this.terminate(true), 64 * t.t1Ms); // Timer M
+          this.endTimer = setTimeout(ClientTransaction.end, 64 * t.t1Ms, this); // Timer M
         } else {
           this.state = 'completed';
           if (this.isInvite) {
             this.ackWire = this.buildAck(res).toBuffer();
             this.send(this.ackWire);
-            this.endTimer = setTimeout(() => this.terminate(true), this.reliable ? 0 : TIMER_D_MS);
+            this.endTimer = setTimeout(ClientTransaction.end, this.reliable ? 0 : TIMER_D_MS, this);
           } else {
-            this.endTimer = setTimeout(() => this.terminate(true), this.reliable ? 0 : t.t4Ms); // Timer K
+            this.endTimer = setTimeout(ClientTransaction.end, this.reliable ? 0 : t.t4Ms, this); // Timer K
           }
         }
-        this.layer.guard(() => this.handlers.onResponse(res, this));
+        this.req = undefined;
+        const h = this.handlers;
+        // completed: nothing more goes to onResponse (retransmitted finals are absorbed, a late 2xx is a stray)
+        if (this.state === 'completed') this.handlers = { onResponse: noop, onTerminated: h.onTerminated };
+        this.layer.guard(() => h.onResponse(res, this));
         return;
       }
       case 'accepted':
@@ -621,11 +707,7 @@ export class ClientTransaction {
     const cancel = this.buildCancel(this.cancelReason);
     // its own non-INVITE client transaction with the same branch (keyed by method), response swallowed
     this.layer.sendRequest(cancel, this.destination, { onResponse: () => undefined }, { via: 'keep' });
-    this.cancelTimer = setTimeout(() => {
-      if (this.state !== 'calling' && this.state !== 'proceeding') return;
-      this.layer.guard(() => this.handlers.onTimeout?.('cancel-timeout', this));
-      this.terminate(true);
-    }, 64 * this.layer.timers.t1Ms);
+    this.cancelTimer = setTimeout(ClientTransaction.cancelTimeout, 64 * this.layer.timers.t1Ms, this);
   }
 
   /** Ends the transaction now (clears timers). */
@@ -635,7 +717,10 @@ export class ClientTransaction {
     this.clearRunning();
     clearTimeout(this.endTimer);
     this.endTimer = undefined;
+    this.wire = this.ackWire = undefined;
     this.layer.removeClient(this);
-    if (notify) this.layer.guard(() => this.handlers.onTerminated?.(this));
+    const h = this.handlers;
+    this.handlers = DONE;
+    if (notify) this.layer.guard(() => h.onTerminated?.(this));
   }
 }

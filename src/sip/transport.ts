@@ -384,6 +384,11 @@ export class SipTransport {
    * maddr, else received:rport, else sent-by (default port 5060).
    */
   async sendResponse(res: SipResponse, connectionId?: number): Promise<void> {
+    return this.send(res, this.responseDestination(res, connectionId));
+  }
+
+  /** Where sendResponse sends (see there). Throws GW_ERR_SIP_TRANSPORT for a Via it cannot use. */
+  responseDestination(res: SipResponse, connectionId?: number): Destination {
     const via = res.tryTopVia();
     if (via === null) throw transportError('response has no usable Via');
     const proto = via.transport === 'UDP' ? 'udp' : via.transport === 'TCP' ? 'tcp' : null;
@@ -393,12 +398,12 @@ export class SipTransport {
       const host = stripBrackets(via.received ?? via.host);
       const existing = (connectionId !== undefined ? this.conns.get(connectionId) : undefined)
         ?? this.byKey.get(keyOf(host, rport ?? via.port ?? DEFAULT_PORT));
-      if (existing && !existing.closed) return this.send(res, { proto, address: existing.address, port: existing.port, connectionId: existing.id });
-      return this.send(res, { proto, address: host, port: via.port ?? DEFAULT_PORT });
+      if (existing && !existing.closed) return { proto, address: existing.address, port: existing.port, connectionId: existing.id };
+      return { proto, address: host, port: via.port ?? DEFAULT_PORT };
     }
-    if (via.maddr !== undefined) return this.send(res, { proto, address: stripBrackets(via.maddr), port: via.port ?? DEFAULT_PORT });
-    if (via.received !== undefined) return this.send(res, { proto, address: stripBrackets(via.received), port: rport ?? via.port ?? DEFAULT_PORT });
-    return this.send(res, { proto, address: via.host, port: via.port ?? DEFAULT_PORT });
+    if (via.maddr !== undefined) return { proto, address: stripBrackets(via.maddr), port: via.port ?? DEFAULT_PORT };
+    if (via.received !== undefined) return { proto, address: stripBrackets(via.received), port: rport ?? via.port ?? DEFAULT_PORT };
+    return { proto, address: via.host, port: via.port ?? DEFAULT_PORT };
   }
 
   /**

@@ -27,17 +27,19 @@ class MemoryTransport implements TransportLike {
     this.sent.push({ buf, msg: parseOrThrow(buf), dest, at: Date.now() });
     return Promise.resolve();
   }
-  sendResponse(res: SipResponse): Promise<void> {
-    if (this.failSends) return Promise.reject(new Error('connection reset'));
-    const buf = res.toBuffer();
-    this.sent.push({ buf, msg: parseOrThrow(buf), dest: 'via', at: Date.now() });
-    return Promise.resolve();
+  responseDestination(res: SipResponse): Destination {
+    if (res.tryTopVia() === null) throw new Error('no Via');
+    return { proto: 'udp', address: 'via', port: 5060 };
   }
   take(): Sent[] { const s = this.sent; this.sent = []; return s; }
   statuses(): Array<number | string> {
     return this.take().map((s) => (s.msg.isRequest() ? s.msg.method : (s.msg as SipResponse).status));
   }
 }
+
+/** The request each client transaction was given (the transaction releases it once a final response arrives). */
+const sentReq = new WeakMap<ClientTransaction, SipRequest>();
+function reqOf(ct: ClientTransaction): SipRequest { return sentReq.get(ct)!; }
 
 class Recorder {
   requests: Array<{ req: SipRequest; st: ServerTransaction | null }> = [];
@@ -189,12 +191,14 @@ describe('INVITE server transaction', () => {
     inject(request('INVITE'));
     const st = tu.requests[0]!.st!;
     transport.take();
-    st.respond(createResponse(st.request, 200, { toTag: 'b1' }));
+    const req = st.request;
+    st.respond(createResponse(req, 200, { toTag: 'b1' }));
     expect(st.state).toBe('accepted');
+    expect(() => st.request).toThrow(/released/); // Timer L keeps the key, not the INVITE
     inject(request('INVITE'));
     expect(transport.statuses()).toEqual([200]);
-    expect(st.respond(createResponse(st.request, 200, { toTag: 'b1' }))).toBe(true);
-    expect(st.respond(createResponse(st.request, 486, { toTag: 'b1' }))).toBe(false);
+    expect(st.respond(createResponse(req, 200, { toTag: 'b1' }))).toBe(true);
+    expect(st.respond(createResponse(req, 486, { toTag: 'b1' }))).toBe(false);
     expect(transport.statuses()).toEqual([200]);
     inject(request('ACK', { branch: 'z9hG4bKack2xx', toTag: 'b1', cseqMethod: 'ACK' }));
     expect(tu.requests.map((r) => [r.req.method, r.st])).toEqual([['INVITE', st], ['ACK', null]]);
@@ -284,11 +288,12 @@ describe('INVITE client transaction', () => {
       onTransportError: (e) => events.push(['transport', e.message]),
       onTerminated: () => events.push(['terminated', null]),
     }, { timerC: opts.timerC });
+    sentReq.set(ct, req);
     return { ct, events };
   }
 
   function reply(ct: ClientTransaction, status: number, toTag = 'b1'): void {
-    const res = createResponse(ct.request, status, { toTag });
+    const res = createResponse(reqOf(ct), status, { toTag });
     inject(res.toBuffer(), { ...UDP_SRC, address: '203.0.113.5' });
   }
 
@@ -351,7 +356,8 @@ describe('INVITE client transaction', () => {
     reply(ct, 486);
     const ack = transport.take().map((s) => s.msg as SipRequest);
     expect(ack).toHaveLength(1);
-    expect(ack[0]).toMatchObject({ method: 'ACK', uriRaw: ct.request.uriRaw });
+    expect(ack[0]).toMatchObject({ method: 'ACK', uriRaw: reqOf(ct).uriRaw });
+    expect(() => ct.request).toThrow(/released/); // only the ACK bytes linger for Timer D
     expect(ack[0]!.topVia?.branch).toBe(ct.branch);
     expect(ack[0]!.vias).toHaveLength(1);
     expect(ack[0]!.to.tag).toBe('b1');
@@ -423,6 +429,7 @@ describe('non-INVITE client transaction', () => {
       onTimeout: (k) => events.push(['timeout', k]),
       onTerminated: () => events.push(['terminated', null]),
     });
+    sentReq.set(ct, req);
     return { ct, events };
   }
 
@@ -440,12 +447,12 @@ describe('non-INVITE client transaction', () => {
     makeLayer({ timers: { noResponseTimeoutMs: 20_000 } });
     const { ct, events } = send();
     transport.take();
-    inject(createResponse(ct.request, 100).toBuffer());
+    inject(createResponse(reqOf(ct), 100).toBuffer());
     expect(ct.state).toBe('proceeding');
     vi.advanceTimersByTime(T2);
     expect(transport.statuses()).toEqual(['OPTIONS']);
-    inject(createResponse(ct.request, 200, { toTag: 'x' }).toBuffer());
-    inject(createResponse(ct.request, 200, { toTag: 'x' }).toBuffer());
+    inject(createResponse(reqOf(ct), 200, { toTag: 'x' }).toBuffer());
+    inject(createResponse(reqOf(ct), 200, { toTag: 'x' }).toBuffer());
     expect(ct.state).toBe('completed');
     expect(events).toEqual([['response', 100], ['response', 200]]);
     vi.advanceTimersByTime(T4);
@@ -455,7 +462,7 @@ describe('non-INVITE client transaction', () => {
   it('no final response within noResponseTimeoutMs is reported even after a provisional (fr_timer)', () => {
     makeLayer({ timers: { noResponseTimeoutMs: 4000 } });
     const { ct, events } = send();
-    inject(createResponse(ct.request, 100).toBuffer());
+    inject(createResponse(reqOf(ct), 100).toBuffer());
     vi.advanceTimersByTime(3999);
     expect(events).toEqual([['response', 100]]);
     vi.advanceTimersByTime(1);
