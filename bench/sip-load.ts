@@ -77,7 +77,8 @@ async function waitPort(proto: 'udp' | 'tcp', port: number, ms = 15000): Promise
 
 /** Ramps the rate until a step fails or cannot keep up; returns every step and the best clean one. */
 async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid: number | undefined, env: Env): Promise<ScenarioResult> {
-  const rates = env.rates ?? (env.quick ? [200, 500, 1000, 1500, 2000, 3000] : [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000]);
+  // Steps of 200–250 calls/s up to 1000 (where both proxies' limits with accounting lie), coarser above.
+  const rates = env.rates ?? (env.quick ? [200, 400, 600, 800, 1000, 1250, 1500, 2000, 3000] : [250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000]);
   const stepSec = env.stepSec ?? (env.quick ? 3 : 6);
   const steps: ScenarioResult['steps'] = [];
   let best: ScenarioResult['best'];

@@ -3,6 +3,7 @@
 // explicit destinations, and reuses TCP connections keyed by remote address. Send failures are returned as
 // rejected promises (GwError GW_ERR_SIP_TRANSPORT); nothing is thrown from a socket event.
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -101,6 +102,30 @@ function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '[::]';
 }
 
+/**
+ * dgram runs every destination through dns.lookup, which for an address literal still costs a process.nextTick and
+ * a few objects per datagram. sendUdp only ever passes literals (host names are resolved before), so answer those
+ * at once and leave anything else to the resolver.
+ */
+function literalLookup(host: string, opts: dns.LookupOneOptions, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const fam = net.isIP(host);
+  if (fam !== 0) cb(null, host, fam);
+  // dgram passes the socket's family as a bare number (lookup4/lookup6), whatever the typings say
+  else dns.lookup(host, typeof opts === 'number' ? { family: opts } : { ...opts, all: false }, cb);
+}
+
+/** 4 or 6 for an address literal, 0 for a name; memoised (a gateway talks to the same few peers all day). */
+const familyMemo = new Map<string, 0 | 4 | 6>();
+function literalFamily(host: string): 0 | 4 | 6 {
+  let f = familyMemo.get(host);
+  if (f === undefined) {
+    f = net.isIP(host) as 0 | 4 | 6;
+    if (familyMemo.size >= 4096) familyMemo.clear(); // bounded: sources are attacker-chosen
+    familyMemo.set(host, f);
+  }
+  return f;
+}
+
 function stripBrackets(h: string): string {
   return h.charCodeAt(0) === 91 && h.endsWith(']') ? h.slice(1, -1) : h;
 }
@@ -181,7 +206,7 @@ export class SipTransport {
 
   private listenUdp(host: string, port: number): Promise<void> {
     const family: 4 | 6 = net.isIPv6(host) ? 6 : 4;
-    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
+    const socket = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', lookup: literalLookup });
     return new Promise((resolve, reject) => {
       const onErr = (err: Error): void => reject(transportError(`cannot bind udp ${formatHost(host)}:${port}`, err));
       socket.once('error', onErr);
@@ -369,13 +394,18 @@ export class SipTransport {
   // ------------------------------------------------------------------------------------------ send
 
   /** Sends bytes (or a message) to a destination. Rejects with GW_ERR_SIP_TRANSPORT; never throws. */
-  async send(data: Buffer | SipMessage, dest: Destination): Promise<void> {
-    const buf = Buffer.isBuffer(data) ? data : data.toBuffer();
-    if (this.closing) throw transportError('transport closed');
-    if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) throw transportError(`bad destination port ${String(dest.port)}`);
-    if (dest.proto === 'udp') return this.sendUdp(buf, dest);
-    if (dest.proto === 'tcp') return this.sendTcp(buf, dest);
-    throw transportError(`unsupported transport ${String(dest.proto)}`);
+  send(data: Buffer | SipMessage, dest: Destination): Promise<void> {
+    // not async: one promise per datagram, not three (this is the hot path of every message we relay)
+    try {
+      const buf = Buffer.isBuffer(data) ? data : data.toBuffer();
+      if (this.closing) throw transportError('transport closed');
+      if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) throw transportError(`bad destination port ${String(dest.port)}`);
+      if (dest.proto === 'udp') return this.sendUdp(buf, dest);
+      if (dest.proto === 'tcp') return this.sendTcp(buf, dest);
+      throw transportError(`unsupported transport ${String(dest.proto)}`);
+    } catch (e) {
+      return Promise.reject(e instanceof GwError ? e : transportError('send failed', e));
+    }
   }
 
   /**
@@ -429,9 +459,14 @@ export class SipTransport {
     }
   }
 
-  private async sendUdp(buf: Buffer, dest: Destination): Promise<void> {
-    const address = await this.resolveHost(stripBrackets(dest.address));
-    const fam = net.isIPv6(address) ? 6 : 4;
+  private sendUdp(buf: Buffer, dest: Destination): Promise<void> {
+    const host = stripBrackets(dest.address);
+    const fam = literalFamily(host);
+    if (fam === 0) return this.resolveHost(host).then((a) => this.sendUdpTo(buf, a, net.isIPv6(a) ? 6 : 4, dest.port));
+    return this.sendUdpTo(buf, host, fam, dest.port);
+  }
+
+  private sendUdpTo(buf: Buffer, address: string, fam: 4 | 6, port: number): Promise<void> {
     let l = this.udp.find((u) => u.family === fam);
     let to = address;
     if (l === undefined && fam === 4) {
@@ -440,11 +475,11 @@ export class SipTransport {
     }
     if (l === undefined) throw transportError(`no udp listener for IPv${fam} destination ${address}`);
     const sock = l.socket;
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       try {
-        sock.send(buf, dest.port, to, (err) => (err ? reject(transportError(`udp send to ${formatHost(address)}:${dest.port} failed`, err)) : resolve()));
+        sock.send(buf, port, to, (err) => (err ? reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, err)) : resolve()));
       } catch (e) {
-        reject(transportError(`udp send to ${formatHost(address)}:${dest.port} failed`, e));
+        reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, e));
       }
     });
   }
