@@ -23,6 +23,7 @@ class WireEnd implements TransportLike {
     this.peer.receive(buf, this);
     return Promise.resolve();
   }
+  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void { this.send(data, dest).catch(onError); }
   responseDestination(_res: SipResponse): Destination { return { proto: 'udp', address: this.peer.host, port: this.peer.port }; }
   receive(buf: Buffer, from: WireEnd): void {
     queueMicrotask(() => {

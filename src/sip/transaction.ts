@@ -33,6 +33,8 @@ export interface TransactionTimers {
 /** What the transaction layer needs from the transport (SipTransport implements it). */
 export interface TransportLike {
   send(data: Buffer | SipMessage, dest: Destination): Promise<void>;
+  /** Sends bytes; a failure is reported to `onError`, asynchronously (no promise per datagram). */
+  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void;
   /**
    * Where a response goes (RFC 3261 §18.2.2, RFC 3581), from its top Via and the connection the request came in on.
    * Throws GW_ERR_SIP_TRANSPORT when the Via gives no usable destination.
@@ -407,8 +409,10 @@ export class ServerTransaction {
     const wire = this.wire;
     const dest = this.dest;
     if (wire === undefined || dest === undefined) return;
-    this.layer.transport.send(wire, dest).catch((err: Error) => this.sendFailed(err));
+    this.layer.transport.post(wire, dest, this.onSendError);
   }
+
+  private readonly onSendError = (err: Error): void => this.sendFailed(err);
 
   private sendFailed(err: Error): void {
     if (this.state === 'terminated') return;
@@ -516,8 +520,10 @@ export class ClientTransaction {
   }
 
   private send(buf: Buffer): void {
-    this.layer.transport.send(buf, this.destination).catch((err: Error) => this.failed(err));
+    this.layer.transport.post(buf, this.destination, this.onSendError);
   }
+
+  private readonly onSendError = (err: Error): void => this.failed(err);
 
   /** @internal a send failed: tell the TU and end the transaction */
   failed(err: Error): void {

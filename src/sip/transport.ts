@@ -466,22 +466,46 @@ export class SipTransport {
     return this.sendUdpTo(buf, host, fam, dest.port);
   }
 
+  /** The socket for a destination of this family, and the address to give it (IPv4-mapped on a dual-stack socket). */
+  private udpTarget(address: string, fam: 4 | 6): { sock: dgram.Socket; to: string } | undefined {
+    for (const u of this.udp) if (u.family === fam) return { sock: u.socket, to: address };
+    if (fam === 4) for (const u of this.udp) if (u.family === 6 && u.wildcard) return { sock: u.socket, to: `::ffff:${address}` };
+    return undefined;
+  }
+
   private sendUdpTo(buf: Buffer, address: string, fam: 4 | 6, port: number): Promise<void> {
-    let l = this.udp.find((u) => u.family === fam);
-    let to = address;
-    if (l === undefined && fam === 4) {
-      l = this.udp.find((u) => u.family === 6 && u.wildcard);
-      to = `::ffff:${address}`;
-    }
-    if (l === undefined) throw transportError(`no udp listener for IPv${fam} destination ${address}`);
-    const sock = l.socket;
+    const t = this.udpTarget(address, fam);
+    if (t === undefined) throw transportError(`no udp listener for IPv${fam} destination ${address}`);
     return new Promise<void>((resolve, reject) => {
       try {
-        sock.send(buf, port, to, (err) => (err ? reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, err)) : resolve()));
+        t.sock.send(buf, port, t.to, (err) => (err ? reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, err)) : resolve()));
       } catch (e) {
         reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, e));
       }
     });
+  }
+
+  /**
+   * send() without a promise: a failure goes to `onError` (always asynchronously). The transaction layer sends
+   * every datagram this way; a promise, its .catch() and their microtasks per message cost ~5 % of the CPU.
+   */
+  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void {
+    const port = dest.port;
+    if (dest.proto === 'udp' && !this.closing && Number.isInteger(port) && port >= 1 && port <= 65535) {
+      const host = stripBrackets(dest.address);
+      const fam = literalFamily(host);
+      const t = fam === 0 ? undefined : this.udpTarget(host, fam);
+      if (t !== undefined) {
+        try {
+          t.sock.send(data, port, t.to, (err) => { if (err) onError(transportError(`udp send to ${formatHost(host)}:${port} failed`, err)); });
+        } catch (e) {
+          const err = transportError(`udp send to ${formatHost(host)}:${port} failed`, e);
+          queueMicrotask(() => onError(err));
+        }
+        return;
+      }
+    }
+    this.send(data, dest).catch(onError);
   }
 
   private async sendTcp(buf: Buffer, dest: Destination): Promise<void> {

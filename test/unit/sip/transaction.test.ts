@@ -27,6 +27,7 @@ class MemoryTransport implements TransportLike {
     this.sent.push({ buf, msg: parseOrThrow(buf), dest, at: Date.now() });
     return Promise.resolve();
   }
+  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void { this.send(data, dest).catch(onError); }
   responseDestination(res: SipResponse): Destination {
     if (res.tryTopVia() === null) throw new Error('no Via');
     return { proto: 'udp', address: 'via', port: 5060 };

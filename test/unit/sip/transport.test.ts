@@ -1,7 +1,7 @@
 // Real sockets on loopback (IPv4 and IPv6), ephemeral ports.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import {
   createResponse, parseOrThrow, SipParseError, SipTransport, TransactionLayer,
@@ -70,6 +70,22 @@ describe('UDP transport', () => {
     expect(t.localAddress('udp')).toEqual({ host: '127.0.0.1', port: ls[0]!.port });
     expect(t.localAddress('udp', 6)).toEqual({ host: '::1', port: ls[1]!.port });
     expect(t.localAddress('tcp')).toBeUndefined();
+  });
+
+  it('post() sends without a promise and reports failures asynchronously to its callback', async () => {
+    const { t } = await startTransport([{ proto: 'udp', host: '127.0.0.1', port: 0 }]);
+    const c = udpClient();
+    const port = await c.bind();
+    const errors: Error[] = [];
+    t.post(Buffer.from(invite('127.0.0.1:5060')), { proto: 'udp', address: '127.0.0.1', port }, (e) => errors.push(e));
+    expect((await c.recv()).toString('latin1')).toContain('INVITE sip:bob@example.com');
+    // no IPv6 listener, a bad port, an unresolvable name: each is an error, none is thrown at the caller
+    t.post(Buffer.from('x'), { proto: 'udp', address: '::1', port }, (e) => errors.push(e));
+    t.post(Buffer.from('x'), { proto: 'udp', address: '127.0.0.1', port: 0 }, (e) => errors.push(e));
+    t.post(Buffer.from('x'), { proto: 'udp', address: 'no-such-host.invalid', port }, (e) => errors.push(e));
+    expect(errors).toHaveLength(0); // never synchronously
+    await vi.waitFor(() => expect(errors).toHaveLength(3), { timeout: 5000 });
+    for (const e of errors) expect(e).toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
   });
 
   it('stamps received/rport on the top Via and routes the response back to the source port', async () => {
