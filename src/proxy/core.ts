@@ -40,6 +40,16 @@ const KNOWN_METHODS = new Set(['INVITE', 'ACK', 'BYE', 'CANCEL', 'OPTIONS', 'REG
 /** The methods this gateway relays; sent in Allow. */
 export const ALLOW = 'INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, NOTIFY, REFER, MESSAGE';
 
+/** ProxyCore.state(). */
+export interface ProxyState {
+  serverTransactions: number;
+  clientTransactions: number;
+  /** Requests being forwarded and not yet answered upstream (or whose branch still awaits its final). */
+  forwardings: number;
+  /** Answered calls the proxy still has a snapshot of. */
+  callsUp: number;
+}
+
 /** What authorize() granted: a release callback (call slot) and the maximum duration. */
 export interface Authorization {
   release?: () => void;
@@ -134,6 +144,15 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   ) {
     // autoTrying off: the script sends 100 only once a request passed screening, so scanners learn nothing.
     this.layer = new TransactionLayer({ transport, timers: cfg, logger: log, metrics, autoTrying: false }, this);
+  }
+
+  /**
+   * What the proxy holds right now: transactions (they linger 64*T1 after their final, holding only bytes) and
+   * forwardings (only while a request is being answered).
+   */
+  state(): ProxyState {
+    const t = this.layer.size;
+    return { serverTransactions: t.server, clientTransactions: t.client, forwardings: this.forwardings.size, callsUp: this.dialogs.size };
   }
 
   /** Installs the routing script (policy for every new request). */

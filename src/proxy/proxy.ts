@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { GwError } from '../errors.js';
 import { SipTransport } from '../sip/index.js';
-import { ProxyCore, type CoreConfig } from './core.js';
+import { ProxyCore, type CoreConfig, type ProxyState } from './core.js';
 import type { ProxyActions, ProxyHooks } from './hooks.js';
 import { makeIdentity, routeSigner, type Iface } from './route.js';
 import { createScript } from './script.js';
@@ -56,6 +56,8 @@ export interface Proxy {
   readonly addresses: BoundAddress[];
   /** The bound listener of a transport (first one), e.g. to point a test UA at it. */
   address(proto: 'udp' | 'tcp'): BoundAddress;
+  /** Transactions, forwardings and calls held now; undefined when not started. */
+  state(): ProxyState | undefined;
 }
 
 const DEFAULT_FAILOVER = [408, 500, 502, 503, 504];
@@ -96,6 +98,7 @@ export function createProxy(opts: ProxyOptions): Proxy {
       const a = bound.find((b) => b.proto === proto);
       return a ?? notStarted();
     },
+    state: () => core?.state(),
     async start() {
       if (transport) return;
       const t = new SipTransport({

@@ -64,6 +64,23 @@ describe('proxy: a full call over UDP', () => {
     expect(JSON.parse(JSON.stringify(answered.dialog))).toEqual(answered.dialog);
   });
 
+  it('after the call, transactions linger for their RFC timers but the proxy holds no forwarding or call', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 30 } });
+    const gw = await startGateway({ targets: [c.target], sip: { t1Ms: 25, t4Ms: 1000 } }); // 64*T1 = 1.6 s, Timer K = T4
+    const caller = await SipUa.start({ name: 'alice' });
+    closers.push(() => c.ua.close(), () => gw.proxy.stop(), () => caller.close());
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    expect((await call.final()).status).toBe(200);
+    // answered: the INVITE's forwarding is settled at once (before, it lived for Timer L, 64*T1)
+    expect(gw.proxy.state()).toMatchObject({ forwardings: 0, callsUp: 1, serverTransactions: 1, clientTransactions: 1 });
+    call.ack();
+    expect((await call.dialog!.request('BYE').final()).status).toBe(200);
+    // INVITE (Timer L/M) and BYE (Timer J/K) transactions still absorb retransmissions; nothing else is kept
+    expect(gw.proxy.state()).toMatchObject({ forwardings: 0, callsUp: 0, serverTransactions: 2 });
+    await sleep(64 * 25 + 400);
+    expect(gw.proxy.state()).toEqual({ forwardings: 0, callsUp: 0, serverTransactions: 0, clientTransactions: 0 });
+  });
+
   it('relays a BYE from the callee to the caller', async () => {
     const { gw, caller, callee } = await setup();
     const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
