@@ -53,10 +53,11 @@ async function call(g: TestGateway, callId = `lb-${++seq}-${Date.now()}@e2e`): P
 }
 
 function firstBox(g: TestGateway, callId: string): Callee | undefined {
-  let best: { box: Callee; at: number } | undefined;
+  let best: { box: Callee; seq: number } | undefined;
   for (const box of g.callees) {
     const inv = box.invites().find((m) => m.callId === callId);
-    if (inv && (!best || inv.at < best.at)) best = { box, at: inv.at };
+    // by arrival order, not by time: a 503 and the failover INVITE often land within the same millisecond
+    if (inv && (!best || inv.seq < best.seq)) best = { box, seq: inv.seq };
   }
   return best?.box;
 }

@@ -65,6 +65,8 @@ export function splitCommas(value: string): string[] {
 }
 
 /** A message as the UA saw it. `headers` keeps wire order and wire names. */
+let messageSeq = 0;
+
 export class UaMessage {
   readonly isRequest: boolean;
   readonly method: string;
@@ -76,11 +78,14 @@ export class UaMessage {
   readonly raw: string;
   readonly source: HostPort;
   readonly at: number;
+  /** Order of creation across every UA in this process: `at` has 1 ms resolution, and a failover often takes less. */
+  readonly seq: number;
 
   constructor(raw: string, source: HostPort) {
     this.raw = raw;
     this.source = source;
     this.at = Date.now();
+    this.seq = ++messageSeq;
     const headEnd = raw.indexOf('\r\n\r\n');
     const head = headEnd >= 0 ? raw.slice(0, headEnd) : raw;
     this.body = headEnd >= 0 ? raw.slice(headEnd + 4) : '';
