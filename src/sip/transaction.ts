@@ -5,8 +5,9 @@
 // - Client transactions push their own Via (new branch), retransmit over UDP (Timers A, E), time out (B, F and the
 //   proxy's no-response timer), ACK non-2xx finals hop by hop (Timer D, K), pass every 2xx up (Timer M), run
 //   Timer C after provisionals, and build and send CANCEL.
-// Timers are plain setTimeout (static callbacks, see below); close() clears them all. Callbacks into the TU are guarded: a throwing TU does not
-// break the layer. Transport failures are reported through callbacks, never thrown or left as rejected promises.
+// Timers are plain setTimeout with static callbacks (see below); close() clears them all. Callbacks into the TU are
+// guarded: a throwing TU does not break the layer. Transport failures are reported through callbacks, never thrown
+// or left as rejected promises.
 // Memory: a transaction keeps the RFC's lifetime (up to 64*T1 after its final response) but, once final, only what
 // that lingering needs: the response wire bytes and their destination (to answer retransmissions), the ACK bytes.
 // The parsed messages and the TU's handlers are released at once: at a few hundred calls per second, holding them
