@@ -108,7 +108,7 @@ function isWildcard(host: string): boolean {
  * at once and leave anything else to the resolver.
  */
 function literalLookup(host: string, opts: dns.LookupOneOptions, cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
-  const fam = net.isIP(host);
+  const fam = literalFamily(host);
   if (fam !== 0) cb(null, host, fam);
   // dgram passes the socket's family as a bare number (lookup4/lookup6), whatever the typings say
   else dns.lookup(host, typeof opts === 'number' ? { family: opts } : { ...opts, all: false }, cb);
@@ -451,7 +451,7 @@ export class SipTransport {
   }
 
   private async resolveHost(host: string): Promise<string> {
-    if (net.isIP(host) !== 0) return host;
+    if (literalFamily(host) !== 0) return host;
     try {
       return (await lookup(host)).address;
     } catch (e) {
@@ -476,13 +476,17 @@ export class SipTransport {
   private sendUdpTo(buf: Buffer, address: string, fam: 4 | 6, port: number): Promise<void> {
     const t = this.udpTarget(address, fam);
     if (t === undefined) throw transportError(`no udp listener for IPv${fam} destination ${address}`);
-    return new Promise<void>((resolve, reject) => {
-      try {
-        t.sock.send(buf, port, t.to, (err) => (err ? reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, err)) : resolve()));
-      } catch (e) {
-        reject(transportError(`udp send to ${formatHost(address)}:${port} failed`, e));
-      }
-    });
+    return new Promise<void>((resolve, reject) => this.udpWrite(t, buf, address, port, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** One datagram out; `done` is always called asynchronously, with a GW_ERR_SIP_TRANSPORT error or null. */
+  private udpWrite(t: { sock: dgram.Socket; to: string }, buf: Buffer, address: string, port: number, done: (err: Error | null) => void): void {
+    try {
+      t.sock.send(buf, port, t.to, (err) => done(err ? transportError(`udp send to ${formatHost(address)}:${port} failed`, err) : null));
+    } catch (e) {
+      const err = transportError(`udp send to ${formatHost(address)}:${port} failed`, e);
+      queueMicrotask(() => done(err));
+    }
   }
 
   /**
@@ -496,12 +500,7 @@ export class SipTransport {
       const fam = literalFamily(host);
       const t = fam === 0 ? undefined : this.udpTarget(host, fam);
       if (t !== undefined) {
-        try {
-          t.sock.send(data, port, t.to, (err) => { if (err) onError(transportError(`udp send to ${formatHost(host)}:${port} failed`, err)); });
-        } catch (e) {
-          const err = transportError(`udp send to ${formatHost(host)}:${port} failed`, e);
-          queueMicrotask(() => onError(err));
-        }
+        this.udpWrite(t, data, host, port, (err) => { if (err) onError(err); });
         return;
       }
     }
