@@ -16,6 +16,7 @@ import { SEED, seedA2Billing } from '../src/devdb/seed.js';
 import { startCallee, type Callee } from '../src/loadgen/callee.js';
 import { Caller, type StepResult } from '../src/loadgen/caller.js';
 import { cpuMs, cpuSplitMs, pssMb } from './procstat.js';
+import { captureLoopback, proxyHold, tcpdumpAvailable, type HoldStats } from './proxy-hold.js';
 
 // The repository root, from bench/ (tsx) or dist/bench/ (built, npm run bench).
 const ROOT = ((): string => {
@@ -36,6 +37,8 @@ export interface ScenarioResult {
   best: StepFigures | undefined;
   steps: StepFigures[];
   halfRate?: StepResult;
+  /** Setup latency added by the proxy at half rate, from packet timestamps (tcpdump on lo). */
+  halfRateHold?: HoldStats & { dropped: number };
   extra?: Record<string, unknown>;
 }
 
@@ -44,6 +47,8 @@ interface Env {
   /** Override of the ramp's rates (profiling a fixed load). */
   rates?: number[];
   stepSec?: number;
+  /** The latency step's rate (default: half the best clean rate; with --rates, none unless given). */
+  halfRate?: number;
   /** Idle seconds before the ramp (measures the gateway's fixed CPU cost per second). */
   idleSec?: number;
   /** The gateway's entry point (default: this checkout's dist/src/cli/main.js); another build to compare. */
@@ -57,6 +62,8 @@ interface Env {
   rootUrl: string;
   callees: Callee[];
   tmp: string;
+  /** tcpdump is installed: the half-rate step also measures the latency the proxy adds. */
+  capture: boolean;
 }
 
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
@@ -76,7 +83,7 @@ async function waitPort(proto: 'udp' | 'tcp', port: number, ms = 15000): Promise
 }
 
 /** Ramps the rate until a step fails or cannot keep up; returns every step and the best clean one. */
-async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid: number | undefined, env: Env): Promise<ScenarioResult> {
+async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid: number | undefined, env: Env, proxyPort?: number): Promise<ScenarioResult> {
   // Steps of 200–250 calls/s up to 1000 (where both proxies' limits with accounting lie), coarser above.
   const rates = env.rates ?? (env.quick ? [200, 400, 600, 800, 1000, 1250, 1500, 2000, 3000] : [250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000]);
   const stepSec = env.stepSec ?? (env.quick ? 3 : 6);
@@ -110,14 +117,22 @@ async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid:
       await new Promise((res) => setTimeout(res, 500));
     }
     let halfRate: StepResult | undefined;
-    if (best && !env.rates) {
+    let halfRateHold: ScenarioResult['halfRateHold'];
+    const half = env.halfRate ?? (best && !env.rates ? Math.max(50, Math.round(best.rate / 2)) : undefined);
+    if (half) {
       // The step that failed left the proxy draining a backlog (retransmissions, lingering transactions): let it
       // settle, or the latency at half rate measures the previous overload (seen: p99 292 ms after a 3000/s step).
       await new Promise((res) => setTimeout(res, 8000));
-      halfRate = await caller.runStep(Math.max(50, Math.round(best.rate / 2)), stepSec);
+      const cap = proxyPort && env.capture ? await captureLoopback(proxyPort, join(env.tmp, `${name}.pcap`)) : undefined;
+      halfRate = await caller.runStep(half, stepSec);
       log(`${name} half rate ${halfRate.rate}/s: p50 ${halfRate.setupMs.p50.toFixed(2)} p95 ${halfRate.setupMs.p95.toFixed(2)} p99 ${halfRate.setupMs.p99.toFixed(2)} ms`);
+      if (cap) {
+        const { packets, dropped } = await cap.stop();
+        halfRateHold = { ...proxyHold(packets, proxyPort!), dropped };
+        log(`${name} half rate, added by the proxy (${halfRateHold.calls} calls from ${packets.length} packets, ${dropped} dropped): p50 ${halfRateHold.p50.toFixed(2)} p95 ${halfRateHold.p95.toFixed(2)} p99 ${halfRateHold.p99.toFixed(2)} ms`);
+      }
     }
-    return { name, label, best, steps, halfRate };
+    return { name, label, best, steps, halfRate, halfRateHold };
   } finally {
     await caller.close();
   }
@@ -216,7 +231,7 @@ async function withKamailio<T>(env: Env, o: { children: number; acc: boolean; as
   }
 }
 
-async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'gwNodeArgs' | 'idleSec' | 'gwMain' | 'gwConfig'>): Promise<{ env: Env; server?: PrivateMariaDb }> {
+async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'halfRate' | 'gwNodeArgs' | 'idleSec' | 'gwMain' | 'gwConfig'>): Promise<{ env: Env; server?: PrivateMariaDb }> {
   let server: PrivateMariaDb | undefined;
   let rootUrl = process.env.A2B_BENCH_DB_URL;
   if (!rootUrl) {
@@ -248,7 +263,9 @@ async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'gwNodeA
   gwUrl.password = 'bench-pw';
   gwUrl.pathname = '/a2b_bench';
   const tmp = mkdtempSync(join(tmpdir(), 'a2b-bench-'));
-  return { env: { quick, ...o, db, dbUrl: gwUrl.toString(), rootUrl, callees, tmp }, server };
+  const capture = tcpdumpAvailable();
+  if (!capture) log('tcpdump not found: the latency added by the proxy is not measured (apt-get install tcpdump)');
+  return { env: { quick, ...o, db, dbUrl: gwUrl.toString(), rootUrl, callees, tmp, capture }, server };
 }
 
 export interface SipLoadOptions {
@@ -256,6 +273,7 @@ export interface SipLoadOptions {
   scenarios: string[];
   rates?: number[];
   stepSec?: number;
+  halfRate?: number;
   gwNodeArgs?: string[];
   idleSec?: number;
   gwMain?: string;
@@ -263,7 +281,7 @@ export interface SipLoadOptions {
 }
 
 export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]> {
-  const { env, server } = await setup(opts.quick, { rates: opts.rates, stepSec: opts.stepSec, gwNodeArgs: opts.gwNodeArgs ?? [], idleSec: opts.idleSec, gwMain: opts.gwMain, gwConfig: opts.gwConfig });
+  const { env, server } = await setup(opts.quick, { rates: opts.rates, stepSec: opts.stepSec, halfRate: opts.halfRate, gwNodeArgs: opts.gwNodeArgs ?? [], idleSec: opts.idleSec, gwMain: opts.gwMain, gwConfig: opts.gwConfig });
   const results: ScenarioResult[] = [];
   const want = (s: string): boolean => opts.scenarios.includes(s);
   try {
@@ -273,8 +291,8 @@ export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]
       await withGateway(env, async (port, pid) => {
         const target = { host: '127.0.0.1', port };
         const before = await countRows(env.db, 'SELECT COUNT(*) n FROM gw_cdr');
-        if (want('b')) results.push(await ramp('b', 'gateway: IP auth, dispatcher over 2 callees, CDRs to MariaDB', callerFor(target, { localHost: '127.0.0.2' }), pid, env));
-        if (want('c')) results.push(await ramp('c', 'gateway: digest auth (challenge + retry every call), CDRs', callerFor(target, { localHost: '127.0.0.1', auth: true }), pid, env));
+        if (want('b')) results.push(await ramp('b', 'gateway: IP auth, dispatcher over 2 callees, CDRs to MariaDB', callerFor(target, { localHost: '127.0.0.2' }), pid, env, port));
+        if (want('c')) results.push(await ramp('c', 'gateway: digest auth (challenge + retry every call), CDRs', callerFor(target, { localHost: '127.0.0.1', auth: true }), pid, env, port));
         await new Promise((r) => setTimeout(r, 1500));
         const cdrs = (await countRows(env.db, 'SELECT COUNT(*) n FROM gw_cdr')) - before;
         (results.at(-1)!.extra ??= {}).gatewayCdrRows = cdrs;
@@ -289,7 +307,7 @@ export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]
               const target = { host: '127.0.0.1', port };
               const name = `d-${auth}-${acc ? 'acc' : 'noacc'}-c${children}`;
               const r = await ramp(name, `Kamailio 5.6 (${children} children, tlsf${acc ? ', acc+dialog CDRs, async inserts' : ', no accounting'}), ${auth === 'ip' ? 'IP auth' : 'digest auth'}`,
-                callerFor(target, { localHost: auth === 'ip' ? '127.0.0.2' : '127.0.0.1', auth: auth === 'digest' }), pid, env);
+                callerFor(target, { localHost: auth === 'ip' ? '127.0.0.2' : '127.0.0.1', auth: auth === 'digest' }), pid, env, port);
               r.extra = { children, acc, auth };
               results.push(r);
             });
@@ -308,12 +326,13 @@ export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: {
     quick: { type: 'boolean' }, scenarios: { type: 'string', default: 'a,b,c,d' }, out: { type: 'string', default: join(ROOT, 'bench/out/sip-load.json') },
-    rates: { type: 'string' }, 'step-sec': { type: 'string' }, 'gw-node-args': { type: 'string' }, 'idle-sec': { type: 'string' }, 'gw-main': { type: 'string' }, 'gw-config': { type: 'string' },
+    rates: { type: 'string' }, 'step-sec': { type: 'string' }, 'half-rate': { type: 'string' }, 'gw-node-args': { type: 'string' }, 'idle-sec': { type: 'string' }, 'gw-main': { type: 'string' }, 'gw-config': { type: 'string' },
   } });
   const results = await runSipLoad({
     quick: values.quick === true, scenarios: values.scenarios!.split(','),
     rates: values.rates ? values.rates.split(',').map(Number) : undefined,
     stepSec: values['step-sec'] ? Number(values['step-sec']) : undefined,
+    halfRate: values['half-rate'] ? Number(values['half-rate']) : undefined,
     gwMain: values['gw-main'],
     gwConfig: values['gw-config'] ? JSON.parse(values['gw-config']) as Record<string, unknown> : undefined,
     idleSec: values['idle-sec'] ? Number(values['idle-sec']) : undefined,
