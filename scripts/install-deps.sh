@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests and the demo use, from Debian's archive; npm packages from package-lock.json.
-# Idempotent and quiet when everything is there already.
+# --bench adds what `npm run bench` needs: Kamailio 5.6 with its MySQL modules (the side-by-side comparison) and
+# tcpdump (the latency the proxy adds, from packet timestamps). Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,11 @@ if [ "${A2B_DEMO_ONLY:-0}" != 1 ]; then
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   command -v svmap >/dev/null 2>&1 || want+=(sipvicious)
   command -v baresip >/dev/null 2>&1 || want+=(baresip-core)
+fi
+if [ "${1:-}" = --bench ]; then
+  command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || want+=(kamailio)
+  ls /usr/lib/*/kamailio/modules/db_mysql.so >/dev/null 2>&1 || want+=(kamailio-mysql-modules)
+  command -v tcpdump >/dev/null 2>&1 || [ -x /usr/bin/tcpdump ] || want+=(tcpdump)
 fi
 if [ ${#want[@]} -gt 0 ]; then
   echo "installing from Debian packages: ${want[*]}"
