@@ -2,6 +2,7 @@
 // digest, (d) Kamailio 5.6 doing the same job, in one run on one machine. Finds the highest rate with zero
 // failed calls by ramping, and records CPU ms per call and memory of each proxy.
 //   npx tsx bench/sip-load.ts [--quick] [--scenarios a,b,c,d] [--out bench/out/sip-load.json]
+//     [--rates R1,R2 --step-sec S] [--half-rate R] [--hold-sec S] [--gw-main OTHER/dist/src/cli/main.js] [--gw-config JSON]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,8 @@ interface Env {
   stepSec?: number;
   /** The latency step's rate (default: half the best clean rate; with --rates, none unless given). */
   halfRate?: number;
+  /** How long each call stays up (default 1 s); long holds build up concurrent calls (memory per call). */
+  holdSec?: number;
   /** Idle seconds before the ramp (measures the gateway's fixed CPU cost per second). */
   idleSec?: number;
   /** The gateway's entry point (default: this checkout's dist/src/cli/main.js); another build to compare. */
@@ -149,13 +152,14 @@ async function ramp(name: string, label: string, mk: () => Promise<Caller>, pid:
   }
 }
 
-function callerFor(target: { host: string; port: number }, opts: { localHost: string; auth?: boolean }): () => Promise<Caller> {
+function callerFor(target: { host: string; port: number }, opts: { localHost: string; auth?: boolean; holdSec?: number }): () => Promise<Caller> {
+  const holdMs = (opts.holdSec ?? 1) * 1000;
   return async () => {
     const c = new Caller({
       target, proto: 'udp', localHost: opts.localHost,
       fromUser: opts.auth ? SEED.cards.alice.sip.name : 'bench', dialled: '15551234567',
       auth: opts.auth ? { user: SEED.cards.alice.sip.name, password: SEED.cards.alice.sip.secret } : undefined,
-      holdMs: 1000, callTimeoutMs: 8000,
+      holdMs, callTimeoutMs: holdMs + 7000,
     });
     await c.start();
     return c;
@@ -242,7 +246,7 @@ async function withKamailio<T>(env: Env, o: { children: number; acc: boolean; as
   }
 }
 
-async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'halfRate' | 'gwNodeArgs' | 'idleSec' | 'gwMain' | 'gwConfig'>): Promise<{ env: Env; server?: PrivateMariaDb }> {
+async function setup(quick: boolean, o: Pick<Env, 'rates' | 'stepSec' | 'halfRate' | 'holdSec' | 'gwNodeArgs' | 'idleSec' | 'gwMain' | 'gwConfig'>): Promise<{ env: Env; server?: PrivateMariaDb }> {
   let server: PrivateMariaDb | undefined;
   let rootUrl = process.env.A2B_BENCH_DB_URL;
   if (!rootUrl) {
@@ -285,6 +289,7 @@ export interface SipLoadOptions {
   rates?: number[];
   stepSec?: number;
   halfRate?: number;
+  holdSec?: number;
   gwNodeArgs?: string[];
   idleSec?: number;
   gwMain?: string;
@@ -292,18 +297,18 @@ export interface SipLoadOptions {
 }
 
 export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]> {
-  const { env, server } = await setup(opts.quick, { rates: opts.rates, stepSec: opts.stepSec, halfRate: opts.halfRate, gwNodeArgs: opts.gwNodeArgs ?? [], idleSec: opts.idleSec, gwMain: opts.gwMain, gwConfig: opts.gwConfig });
+  const { env, server } = await setup(opts.quick, { rates: opts.rates, stepSec: opts.stepSec, halfRate: opts.halfRate, holdSec: opts.holdSec, gwNodeArgs: opts.gwNodeArgs ?? [], idleSec: opts.idleSec, gwMain: opts.gwMain, gwConfig: opts.gwConfig });
   const results: ScenarioResult[] = [];
   const want = (s: string): boolean => opts.scenarios.includes(s);
   try {
     const direct = { host: '127.0.0.1', port: env.callees[0]!.endpoint.port };
-    if (want('a')) results.push(await ramp('a', 'caller → callee, no proxy (generator ceiling)', callerFor(direct, { localHost: '127.0.0.1' }), undefined, env));
+    if (want('a')) results.push(await ramp('a', 'caller → callee, no proxy (generator ceiling)', callerFor(direct, { localHost: '127.0.0.1', holdSec: env.holdSec }), undefined, env));
     if (want('b') || want('c')) {
       await withGateway(env, async (port, pid) => {
         const target = { host: '127.0.0.1', port };
         const before = await countRows(env.db, 'SELECT COUNT(*) n FROM gw_cdr');
-        if (want('b')) results.push(await ramp('b', 'gateway: IP auth, dispatcher over 2 callees, CDRs to MariaDB', callerFor(target, { localHost: '127.0.0.2' }), pid, env, port));
-        if (want('c')) results.push(await ramp('c', 'gateway: digest auth (challenge + retry every call), CDRs', callerFor(target, { localHost: '127.0.0.1', auth: true }), pid, env, port));
+        if (want('b')) results.push(await ramp('b', 'gateway: IP auth, dispatcher over 2 callees, CDRs to MariaDB', callerFor(target, { localHost: '127.0.0.2', holdSec: env.holdSec }), pid, env, port));
+        if (want('c')) results.push(await ramp('c', 'gateway: digest auth (challenge + retry every call), CDRs', callerFor(target, { localHost: '127.0.0.1', auth: true, holdSec: env.holdSec }), pid, env, port));
         await new Promise((r) => setTimeout(r, 1500));
         const cdrs = (await countRows(env.db, 'SELECT COUNT(*) n FROM gw_cdr')) - before;
         (results.at(-1)!.extra ??= {}).gatewayCdrRows = cdrs;
@@ -318,7 +323,7 @@ export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]
               const target = { host: '127.0.0.1', port };
               const name = `d-${auth}-${acc ? 'acc' : 'noacc'}-c${children}`;
               const r = await ramp(name, `Kamailio 5.6 (${children} children, tlsf${acc ? ', acc+dialog CDRs, async inserts' : ', no accounting'}), ${auth === 'ip' ? 'IP auth' : 'digest auth'}`,
-                callerFor(target, { localHost: auth === 'ip' ? '127.0.0.2' : '127.0.0.1', auth: auth === 'digest' }), pid, env, port);
+                callerFor(target, { localHost: auth === 'ip' ? '127.0.0.2' : '127.0.0.1', auth: auth === 'digest', holdSec: env.holdSec }), pid, env, port);
               r.extra = { children, acc, auth };
               results.push(r);
             });
@@ -337,13 +342,14 @@ export async function runSipLoad(opts: SipLoadOptions): Promise<ScenarioResult[]
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: {
     quick: { type: 'boolean' }, scenarios: { type: 'string', default: 'a,b,c,d' }, out: { type: 'string', default: join(ROOT, 'bench/out/sip-load.json') },
-    rates: { type: 'string' }, 'step-sec': { type: 'string' }, 'half-rate': { type: 'string' }, 'gw-node-args': { type: 'string' }, 'idle-sec': { type: 'string' }, 'gw-main': { type: 'string' }, 'gw-config': { type: 'string' },
+    rates: { type: 'string' }, 'step-sec': { type: 'string' }, 'half-rate': { type: 'string' }, 'hold-sec': { type: 'string' }, 'gw-node-args': { type: 'string' }, 'idle-sec': { type: 'string' }, 'gw-main': { type: 'string' }, 'gw-config': { type: 'string' },
   } });
   const results = await runSipLoad({
     quick: values.quick === true, scenarios: values.scenarios!.split(','),
     rates: values.rates ? values.rates.split(',').map(Number) : undefined,
     stepSec: values['step-sec'] ? Number(values['step-sec']) : undefined,
     halfRate: values['half-rate'] ? Number(values['half-rate']) : undefined,
+    holdSec: values['hold-sec'] ? Number(values['hold-sec']) : undefined,
     gwMain: values['gw-main'],
     gwConfig: values['gw-config'] ? JSON.parse(values['gw-config']) as Record<string, unknown> : undefined,
     idleSec: values['idle-sec'] ? Number(values['idle-sec']) : undefined,

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import {
-  createRequest, createResponse, formatVia, newBranch, newCallId, newTag, parseUri, REASONS,
+  createRequest, createResponse, detached, formatVia, newBranch, newCallId, newTag, parseUri, REASONS,
   type ClientTransaction, type Destination, type MessageSource, type ServerTransaction, type SipParseError,
   type SipRequest, type SipResponse, type SipTransport, type SipUri, type TimeoutKind, type TransactionUser,
   type TransportProto, TransactionLayer,
@@ -614,18 +614,19 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     const callerHop = callerRouteSet.length > 0 || srcHop.proto === 'tcp' ? hopVia(callerRouteSet, callerContactNa?.uri, srcHop) : srcHop;
     const dest = b.hop.dest!;
     const calleeHop = hopVia(calleeRouteSet, calleeContactNa?.uri, { ip: dest.address, port: dest.port, proto: dest.proto });
+    // Detached copies: the snapshot lives as long as the call, and slices would keep both messages' header blocks.
     return {
-      callId: req.callId,
-      callerTag: req.tryFrom()?.tag ?? '',
-      calleeTag: res.tryTo()?.tag ?? '',
-      fromHeader: req.getHeader('from') ?? '',
-      toHeader: res.getHeader('to') ?? '',
-      callerContact: callerContactNa?.uriRaw ?? '',
-      calleeContact: calleeContactNa?.uriRaw ?? '',
-      callerRouteSet,
-      calleeRouteSet,
-      callerHop,
-      calleeHop,
+      callId: detached(req.callId),
+      callerTag: detached(req.tryFrom()?.tag ?? ''),
+      calleeTag: detached(res.tryTo()?.tag ?? ''),
+      fromHeader: detached(req.getHeader('from') ?? ''),
+      toHeader: detached(res.getHeader('to') ?? ''),
+      callerContact: detached(callerContactNa?.uriRaw ?? ''),
+      calleeContact: detached(calleeContactNa?.uriRaw ?? ''),
+      callerRouteSet: callerRouteSet.map(detached),
+      calleeRouteSet: calleeRouteSet.map(detached),
+      callerHop: { ...callerHop, ip: detached(callerHop.ip) },
+      calleeHop: { ...calleeHop, ip: detached(calleeHop.ip) },
       callerCseq: req.tryCSeq()?.seq ?? 1,
       calleeCseq: 0,
       recordRoute: b.rr,
