@@ -15,7 +15,7 @@
 import { GwError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { headerLine, SipRequest, type HeaderLine, type MessageSource, type SipMessage, type SipResponse } from './message.js';
-import { MAGIC_COOKIE, formatVia, type Via } from './headers.js';
+import { MAGIC_COOKIE, detached, formatVia, type Via } from './headers.js';
 import { newBranch } from './ids.js';
 import { createResponse } from './build.js';
 import type { SipParseError } from './parser.js';
@@ -176,8 +176,9 @@ export class TransactionLayer {
       existing.retransmitted();
       return;
     }
-    const st = new ServerTransaction(this, key, req);
-    this.servers.set(key, st);
+    // Detached: a key built from the Via's branch slice would keep the request's header block for 64*T1.
+    const st = new ServerTransaction(this, detached(key), req);
+    this.servers.set(st.key, st);
     this.metrics?.sipTransactions?.inc({ kind: 'server' });
     if (st.isInvite && this.autoTrying === true) st.trying();
     else if (st.isInvite && this.autoTrying === 'delayed') st.tryingAfter(TRYING_DELAY_MS);
@@ -363,7 +364,9 @@ export class ServerTransaction {
     }
     this.responded = true;
     try {
-      this.dest = this.layer.transport.responseDestination(res, this.source?.connectionId);
+      const d = this.layer.transport.responseDestination(res, this.source?.connectionId);
+      // Kept for retransmissions until Timer J/L: a sliced address would keep the request's header block.
+      this.dest = d.address.length < 13 ? d : { ...d, address: detached(d.address) };
     } catch (e) {
       this.sendFailed(e instanceof Error ? e : new Error(String(e)));
       return true;

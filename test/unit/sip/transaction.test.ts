@@ -1,5 +1,7 @@
 // Transaction state machines under fake timers. The transport here is an in-memory recorder (a unit test of
 // the state machine); test/unit/sip/stack.test.ts runs the same layer over real sockets.
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import {
@@ -29,8 +31,10 @@ class MemoryTransport implements TransportLike {
   }
   post(data: Buffer, dest: Destination, onError: (err: Error) => void): void { this.send(data, dest).catch(onError); }
   responseDestination(res: SipResponse): Destination {
-    if (res.tryTopVia() === null) throw new Error('no Via');
-    return { proto: 'udp', address: 'via', port: 5060 };
+    const v = res.tryTopVia();
+    if (v === null) throw new Error('no Via');
+    // As the UDP transport does: the sent-by host (a slice of the response's Via value).
+    return { proto: 'udp', address: v.received ?? v.host, port: v.port ?? 5060 };
   }
   take(): Sent[] { const s = this.sent; this.sent = []; return s; }
   statuses(): Array<number | string> {
@@ -86,6 +90,33 @@ function makeLayer(opts: { autoTrying?: boolean | 'delayed'; timers?: Partial<ty
 
 beforeEach(() => { vi.useFakeTimers(); makeLayer(); });
 afterEach(() => { layer.close(); vi.useRealTimers(); });
+
+describe('what a lingering transaction keeps', () => {
+  it('not the header block of its request (the key and destination are detached copies, not slices)', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const pad = `X-Pad: ${'p'.repeat(3000)}`;
+    // A 15-character source address: long enough that V8 would slice it from the Via rather than copy it.
+    const src: MessageSource = { ...UDP_SRC, address: '198.151.100.107' };
+    const n = 2000;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < n; i++) {
+      const text = request('INVITE', { branch: `z9hG4bK-lingering-${i}-0123456789` })
+        .replace('Via: SIP/2.0/UDP 198.51.100.7:5060', 'Via: SIP/2.0/UDP 198.151.100.107:5060')
+        .replace('Content-Length: 0', `${pad}\r\nContent-Length: 0`);
+      inject(text, src);
+      const st = tu.requests.pop()!.st!;
+      st.respond(createResponse(st.request, 200, { toTag: `t${i}` }));
+      transport.sent = [];
+    }
+    expect(layer.size.server).toBe(n); // all still lingering (Timer L, 64*T1)
+    gc();
+    const perTransaction = (process.memoryUsage().heapUsed - before) / n;
+    // The header block alone is over 3 KB; what stays is the transaction, its (fake) timer and the detached key.
+    expect(perTransaction).toBeLessThan(2500);
+  });
+});
 
 describe('INVITE server transaction', () => {
   it('sends 100 Trying at once, absorbs retransmissions and re-sends the last provisional', () => {
