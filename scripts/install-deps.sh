@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# crypto.hash (one-shot hashing on the hot path) arrived in Node.js 20.12.
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 12) ? 0 : 1)' \
+  || { echo "a2b-gateway needs Node.js 20.12 or later (found $(node -v))" >&2; exit 1; }
+
 want=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || want+=(mariadb-server mariadb-client)
 if [ "${A2B_DEMO_ONLY:-0}" != 1 ]; then

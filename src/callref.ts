@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * A short, stable reference to a SIP Call-ID for billing joins. The gateway adds it to the INVITE as
@@ -9,5 +9,5 @@ export const CALLREF_HEADER = 'X-A2B-Callref';
 export const ACCOUNTCODE_HEADER = 'P-Accountcode';
 
 export function callRef(callId: string): string {
-  return createHash('sha256').update(callId).digest('hex').slice(0, 20);
+  return hash('sha256', callId, 'hex').slice(0, 20);
 }

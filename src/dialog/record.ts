@@ -1,6 +1,6 @@
 // What is persisted for one confirmed dialog (state file line and gw_dialog.data): the proxy's DialogInfo
 // snapshot plus the absolute expiry, so a restart re-arms the timer from the original answer time.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { DialogInfo } from '../proxy/hooks.js';
 
 export const RECORD_VERSION = 1;
@@ -25,7 +25,7 @@ export interface DialogRecord {
 /** 32 hex characters (gw_dialog.dlg_key) from Call-ID and both tags. */
 export function dialogKey(callId: string, callerTag: string, calleeTag: string): string {
   // one update() of the joined text: the same bytes, so the same key, at a fifth of the native calls
-  return createHash('md5').update(`${callId}\0${callerTag}\0${calleeTag}`).digest('hex');
+  return hash('md5', `${callId}\0${callerTag}\0${calleeTag}`, 'hex');
 }
 
 /** A restored record is only as complete as isDialogRecord checked: never throw on a missing list. */

@@ -1,6 +1,6 @@
 // What a batched writer needs to know about one table: its name, the columns it writes, the columns of the
 // unique key that makes replays idempotent, and how a record becomes a row. Specs are code, never input.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { GwError } from '../errors.js';
 
 /** One SQL value as it is journaled: JSON-safe, so a journaled row replays byte for byte. */
@@ -54,7 +54,7 @@ export function recKey(...parts: ReadonlyArray<string | number>): string {
     const s = String(p);
     text += `${s.length}:${s}`;
   }
-  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+  return hash('sha256', text, 'hex').slice(0, 32); // one-shot hash: same bytes, same key
 }
 
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
