@@ -24,7 +24,7 @@ export interface DialogRecord {
 
 /** 32 hex characters (gw_dialog.dlg_key) from Call-ID and both tags. */
 export function dialogKey(callId: string, callerTag: string, calleeTag: string): string {
-  // one update() of the joined text: the same bytes, so the same key, at a fifth of the native calls
+  // one hash of the joined text: the same bytes as the former update() per piece, so the same key
   return hash('md5', `${callId}\0${callerTag}\0${calleeTag}`, 'hex');
 }
 

@@ -47,14 +47,14 @@ export function defineTable<R>(spec: TableSpec<R>): TableSpec<R> {
  * Parts are length-prefixed so ("ab","c") and ("a","bc") differ.
  */
 export function recKey(...parts: ReadonlyArray<string | number>): string {
-  // One update() of the joined text — the same bytes as one update per piece, so the same keys as before (a journal
-  // replayed across an upgrade still dedupes), at a twelfth of the native calls (this was ~4 % of the CPU).
+  // One one-shot hash of the joined text — the same bytes as the former update() per piece, so the same keys as
+  // before (a journal replayed across an upgrade still dedupes), without a Hash object or a native call per piece.
   let text = '';
   for (const p of parts) {
     const s = String(p);
     text += `${s.length}:${s}`;
   }
-  return hash('sha256', text, 'hex').slice(0, 32); // one-shot hash: same bytes, same key
+  return hash('sha256', text, 'hex').slice(0, 32);
 }
 
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
