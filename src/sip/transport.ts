@@ -126,6 +126,10 @@ function literalFamily(host: string): 0 | 4 | 6 {
   return f;
 }
 
+function isPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
 function stripBrackets(h: string): string {
   return h.charCodeAt(0) === 91 && h.endsWith(']') ? h.slice(1, -1) : h;
 }
@@ -399,7 +403,7 @@ export class SipTransport {
     try {
       const buf = Buffer.isBuffer(data) ? data : data.toBuffer();
       if (this.closing) throw transportError('transport closed');
-      if (!Number.isInteger(dest.port) || dest.port < 1 || dest.port > 65535) throw transportError(`bad destination port ${String(dest.port)}`);
+      if (!isPort(dest.port)) throw transportError(`bad destination port ${String(dest.port)}`);
       if (dest.proto === 'udp') return this.sendUdp(buf, dest);
       if (dest.proto === 'tcp') return this.sendTcp(buf, dest);
       throw transportError(`unsupported transport ${String(dest.proto)}`);
@@ -495,7 +499,7 @@ export class SipTransport {
    */
   post(data: Buffer, dest: Destination, onError: (err: Error) => void): void {
     const port = dest.port;
-    if (dest.proto === 'udp' && !this.closing && Number.isInteger(port) && port >= 1 && port <= 65535) {
+    if (dest.proto === 'udp' && !this.closing && isPort(port)) {
       const host = stripBrackets(dest.address);
       const fam = literalFamily(host);
       const t = fam === 0 ? undefined : this.udpTarget(host, fam);
