@@ -45,6 +45,12 @@ export interface Metrics {
   readonly sipTransactions: Gauge<'kind'>;
   /** Open TCP connections. */
   readonly sipTcpConnections: Gauge<string>;
+  /** Time a datagram waits in the UDP receive queue before the gateway reads it (last probe, seconds). */
+  readonly sipQueueDelay: Gauge<string>;
+  /** Share of new INVITEs admitted by the overload control (1: no overload). */
+  readonly sipAdmitShare: Gauge<string>;
+  /** New INVITEs answered 503 by the overload control. */
+  readonly sipOverloadRejected: Counter<string>;
 
   // --- calls and dialogs (owner: proxy/dialog) ---
   /** Call lifecycle, label event: started | answered | failed | cancelled. */
@@ -177,6 +183,9 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     sipRetransmissions: counter('a2b_sip_retransmissions_total', 'Retransmissions absorbed by the transaction layer, by method', ['method']),
     sipTransactions: gauge('a2b_sip_transactions', 'Live SIP transactions, by kind (server or client)', ['kind']),
     sipTcpConnections: gauge('a2b_sip_tcp_connections', 'Open SIP TCP connections'),
+    sipQueueDelay: gauge('a2b_sip_queue_delay_seconds', 'Time a datagram waits in the UDP receive queue before the gateway reads it (last probe)'),
+    sipAdmitShare: gauge('a2b_sip_admit_share', 'Share of new INVITEs admitted by the overload control (1: no overload)'),
+    sipOverloadRejected: counter('a2b_sip_overload_rejected_total', 'New INVITEs answered 503 by the overload control'),
 
     calls: counter('a2b_calls_total', 'Call lifecycle events: started, answered, failed, cancelled', ['event']),
     callsActive: gauge('a2b_calls_active', 'Calls being set up or in progress'),

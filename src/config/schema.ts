@@ -72,6 +72,17 @@ export const configSchema = z.object({
      * Route issued for that call (no open relay). Same value on every instance and across restarts. Unset: unsigned.
      */
     routeSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+    /**
+     * Overload control: while datagrams wait longer than targetDelayMs in the UDP receive queue (measured by a
+     * probe every probeIntervalMs), a shrinking share of new INVITEs is answered 503 + Retry-After at once, so
+     * calls in progress (BYE, ACK, re-INVITE) and responses keep flowing. Needs a UDP listener.
+     */
+    overload: z.object({
+      enabled: z.boolean().default(true),
+      targetDelayMs: positiveMs.default(200),
+      probeIntervalMs: z.number().int().min(10).max(1000).default(50),
+      retryAfterSec: z.number().int().min(1).max(3600).default(5),
+    }).prefault({}),
   }).prefault({}),
 
   auth: z.object({

@@ -18,6 +18,7 @@ import type {
   Authenticated, CallEvent, DialogInfo, EndReason, HeaderList, ProxyActions, ProxyHooks, RequestFacts, Source, Target,
   TargetFailure,
 } from './hooks.js';
+import type { AdmissionControl } from './overload.js';
 import { hopOfUri, isOurs, recordRouteFor, type Iface, type Identity, type RouteSigner } from './route.js';
 
 export interface CoreConfig {
@@ -30,6 +31,8 @@ export interface CoreConfig {
   serverHeader: string;
   failoverCodes: ReadonlySet<number>;
   retryAfterSec: number;
+  /** Retry-After on the 503 of the overload control. */
+  overloadRetryAfterSec: number;
   /** Signs our Record-Route (see route.ts); undefined: unsigned. */
   signer: RouteSigner | undefined;
 }
@@ -131,6 +134,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   private readonly abandoned = new Map<string, { req: SipRequest; dest: Destination; timer: NodeJS.Timeout }>();
   private readonly pending = new Set<{ timer: NodeJS.Timeout; ct: ClientTransaction | undefined; done: (s: number) => void }>();
   stopping = false;
+  /** Overload control (overload.ts); undefined: every new INVITE is taken on. */
+  admission: AdmissionControl | undefined;
   private script: (inb: Inbound) => Promise<void> = async () => undefined;
 
   constructor(
@@ -251,6 +256,17 @@ export class ProxyCore implements ProxyActions, TransactionUser {
       const level = inb.req.method === 'INVITE' ? 'info' : 'debug';
       this.log[level]({ callId: inb.facts.callId, method: inb.req.method, status, reason: res.reason }, 'request answered locally');
     }
+    this.respond(inb.st, res, 'local');
+  }
+
+  /**
+   * Overload: a new INVITE answered 503 + Retry-After at once (overload.ts). Counted, not logged one by one: the
+   * admission control logs when overload begins and ends.
+   */
+  shed(inb: Inbound, retryAfterSec: number): void {
+    this.metrics?.sipOverloadRejected.inc();
+    if (!inb.st) return;
+    const res = createResponse(inb.req, 503, { reason: 'Service Unavailable', headers: this.serverHdr([['Retry-After', String(retryAfterSec)]]) });
     this.respond(inb.st, res, 'local');
   }
 

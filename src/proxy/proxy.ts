@@ -13,6 +13,7 @@ import type { Metrics } from '../metrics.js';
 import { GwError } from '../errors.js';
 import { SipTransport } from '../sip/index.js';
 import { ProxyCore, type CoreConfig, type ProxyState } from './core.js';
+import { AdmissionControl } from './overload.js';
 import type { ProxyActions, ProxyHooks } from './hooks.js';
 import { makeIdentity, routeSigner, type Iface } from './route.js';
 import { createScript } from './script.js';
@@ -58,9 +59,36 @@ export interface Proxy {
   address(proto: 'udp' | 'tcp'): BoundAddress;
   /** Transactions, forwardings and calls held now; undefined when not started. */
   state(): ProxyState | undefined;
+  /** The overload control of new calls (share admitted, queue delay, 503s); undefined when off or not started. */
+  readonly overload: AdmissionControl | undefined;
 }
 
 const DEFAULT_FAILOVER = [408, 500, 502, 503, 504];
+
+/** Queue probe on the first UDP listener feeding the admission control of new calls (overload.ts). */
+async function startOverloadControl(t: SipTransport, core: ProxyCore, o: ProxyConfig['overload'] | undefined, log: Logger, metrics: Metrics | undefined): Promise<void> {
+  const target = o?.targetDelayMs ?? 200;
+  const adm = new AdmissionControl({ targetDelayMs: target }, (overloaded, s) => {
+    if (overloaded) log.warn({ queueDelayMs: Math.round(s.delayMs), targetDelayMs: target }, 'overload: new calls are being refused (503) while the receive queue drains');
+    else log.warn({ queueDelayMs: Math.round(s.delayMs), rejectedSoFar: s.rejected }, 'overload over: every new call is taken on again');
+  });
+  let probe;
+  try {
+    probe = await t.startQueueProbe(o?.probeIntervalMs ?? 50, (ms) => {
+      adm.observe(ms);
+      metrics?.sipQueueDelay.set(ms / 1000);
+      metrics?.sipAdmitShare.set(adm.state().admitShare);
+    });
+  } catch (e) {
+    log.warn({ err: e instanceof Error ? e.message : String(e) }, 'overload control off: the queue probe could not start');
+    return;
+  }
+  if (probe === undefined) {
+    log.info('overload control off: it measures the UDP receive queue and there is no UDP listener');
+    return;
+  }
+  core.admission = adm;
+}
 
 /** The host to advertise for a bound address: the configured one, else the address, else a real interface. */
 function advertise(configured: string | undefined, bound: string): string {
@@ -99,6 +127,7 @@ export function createProxy(opts: ProxyOptions): Proxy {
       return a ?? notStarted();
     },
     state: () => core?.state(),
+    get overload() { return core?.admission; },
     async start() {
       if (transport) return;
       const t = new SipTransport({
@@ -119,10 +148,12 @@ export function createProxy(opts: ProxyOptions): Proxy {
         inviteTimeoutMs: config.inviteTimeoutMs, noResponseTimeoutMs: config.noResponseTimeoutMs,
         maxForwards: config.maxForwards, serverHeader: config.serverHeader,
         failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
+        overloadRetryAfterSec: config.overload?.retryAfterSec ?? 5,
         signer: config.routeSecret ? routeSigner(config.routeSecret) : undefined,
       };
       const c = new ProxyCore(t, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics);
       c.setScript(createScript(c));
+      if (config.overload?.enabled !== false) await startOverloadControl(t, c, config.overload, log, metrics);
       core = c;
       log.info({ listeners: bound }, 'SIP proxy listening');
     },

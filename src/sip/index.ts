@@ -16,3 +16,4 @@ export * from './ids.js';
 export * from './framer.js';
 export * from './transport.js';
 export * from './transaction.js';
+export * from './queue-probe.js';

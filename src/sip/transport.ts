@@ -14,6 +14,7 @@ import { formatHost } from './uri.js';
 import { parseUri, uriTransport, type SipUri } from './uri.js';
 import type { MessageSource, SipMessage, SipRequest, SipResponse, TransportProto } from './message.js';
 import { parseMessage, SipParseError, type ParseResult } from './parser.js';
+import { QueueProbe } from './queue-probe.js';
 
 export interface ListenSpec { proto: TransportProto; host: string; port: number }
 
@@ -157,6 +158,9 @@ export class SipTransport {
   private nextConnId = 1;
   private closing = false;
   private readonly advertised = new Map<string, { host: string; port: number }>();
+  private probe: QueueProbe | undefined;
+  /** The probe socket's port (-1: none): one integer compare per datagram before the probe's own check. */
+  private probePort = -1;
 
   constructor(private readonly opts: TransportOptions, handler?: ReceiveHandler) {
     this.log = opts.logger;
@@ -185,6 +189,20 @@ export class SipTransport {
       this.advertised.set(k, { host, port: l.spec.port });
     }
     return this.listeners();
+  }
+
+  /**
+   * Starts measuring the receive-queue delay of the first UDP listener (see queue-probe.ts): `onDelay` gets a
+   * figure every intervalMs or so. Undefined when there is no UDP listener. Stopped by close().
+   */
+  async startQueueProbe(intervalMs: number, onDelay: (ms: number) => void): Promise<QueueProbe | undefined> {
+    const l = this.udp[0];
+    if (l === undefined || this.probe !== undefined) return this.probe;
+    const p = new QueueProbe({ host: l.spec.host, port: l.spec.port, family: l.family, intervalMs, onDelay });
+    await p.start();
+    this.probe = p;
+    this.probePort = p.port;
+    return p;
   }
 
   listeners(): BoundListener[] {
@@ -233,6 +251,7 @@ export class SipTransport {
 
   private onDatagram(l: UdpListener, buf: Buffer, rinfo: dgram.RemoteInfo): void {
     try {
+      if (rinfo.port === this.probePort && this.probe!.take(buf)) return;
       const source: MessageSource = {
         proto: 'udp', address: normalizeAddress(rinfo.address), port: rinfo.port, localAddress: l.spec.host, localPort: l.spec.port,
       };
@@ -560,6 +579,9 @@ export class SipTransport {
   /** Closes listeners and connections. */
   async close(): Promise<void> {
     this.closing = true;
+    this.probe?.close();
+    this.probe = undefined;
+    this.probePort = -1;
     for (const c of this.conns.values()) c.socket.destroy();
     await Promise.all([
       ...this.udp.map((u) => new Promise<void>((r) => { try { u.socket.close(() => r()); } catch { r(); } })),
