@@ -79,7 +79,7 @@ export const configSchema = z.object({
      */
     overload: z.object({
       enabled: z.boolean().default(true),
-      targetDelayMs: positiveMs.default(200),
+      targetDelayMs: positiveMs.default(300),
       probeIntervalMs: z.number().int().min(10).max(1000).default(50),
       retryAfterSec: z.number().int().min(1).max(3600).default(5),
     }).prefault({}),

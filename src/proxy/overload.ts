@@ -6,15 +6,21 @@
 // So while the measured delay is above the target, a shrinking share of *new* INVITEs is answered 503 +
 // Retry-After at once — a few tens of µs against ~1 ms for a call — and everything in a dialog, ACK, CANCEL and
 // every response goes on as before. Additive increase, multiplicative decrease (RFC 7339's loss-based scheme,
-// decided locally); admissions are spread evenly (a credit counter, no randomness).
+// decided locally); admissions are spread evenly (a credit counter, no randomness). The target (300 ms by
+// default) stays under T1 with the controller's overshoot, so callers do not start retransmitting INVITEs.
 
 export interface OverloadOptions {
   /** Queue delay above which the admitted share shrinks. */
   targetDelayMs: number;
 }
 
-/** Share kept per measurement over the target. */
-const DECREASE = 0.75;
+/**
+ * Share kept per measurement over the target (from the second one in a row: one GC pause is not overload):
+ * target/delay, between these bounds — just over the target trims, far over halves (a flood starting at 3× the
+ * capacity must be cut within a few hundred ms, before the queue passes T1).
+ */
+const DECREASE_MIN = 0.5;
+const DECREASE_MAX = 0.9;
 /** Share given back per measurement under half the target (the probe measures every ~50 ms: full in ~1 s). */
 const INCREASE = 0.05;
 /** Below this the share is zero: no new call until the queue drains. */
@@ -34,6 +40,8 @@ export class AdmissionControl {
   private credit = 0;
   private delay = 0;
   private rejectedCount = 0;
+  /** Consecutive measurements over the target. */
+  private over = 0;
 
   constructor(private readonly o: OverloadOptions, private readonly onChange?: (overloaded: boolean, s: OverloadState) => void) {}
 
@@ -42,11 +50,21 @@ export class AdmissionControl {
     this.delay = ms;
     const before = this.share;
     if (ms > this.o.targetDelayMs) {
-      this.share = before * DECREASE < FLOOR ? 0 : before * DECREASE;
-    } else if (ms < this.o.targetDelayMs / 2 && before < 1) {
+      if (++this.over >= 2) {
+        const next = before * Math.min(DECREASE_MAX, Math.max(DECREASE_MIN, this.o.targetDelayMs / ms));
+        this.share = next < FLOOR ? 0 : next;
+      }
+      return this.changed(before);
+    }
+    this.over = 0;
+    if (ms < this.o.targetDelayMs / 2 && before < 1) {
       this.share = Math.min(1, before + INCREASE);
       if (this.share === 1) this.credit = 0;
     }
+    this.changed(before);
+  }
+
+  private changed(before: number): void {
     if ((before === 1) !== (this.share === 1)) this.onChange?.(this.share < 1, this.state());
   }
 

@@ -67,7 +67,7 @@ const DEFAULT_FAILOVER = [408, 500, 502, 503, 504];
 
 /** Queue probe on the first UDP listener feeding the admission control of new calls (overload.ts). */
 async function startOverloadControl(t: SipTransport, core: ProxyCore, o: ProxyConfig['overload'] | undefined, log: Logger, metrics: Metrics | undefined): Promise<void> {
-  const target = o?.targetDelayMs ?? 200;
+  const target = o?.targetDelayMs ?? 300;
   const adm = new AdmissionControl({ targetDelayMs: target }, (overloaded, s) => {
     if (overloaded) log.warn({ queueDelayMs: Math.round(s.delayMs), targetDelayMs: target }, 'overload: new calls are being refused (503) while the receive queue drains');
     else log.warn({ queueDelayMs: Math.round(s.delayMs), rejectedSoFar: s.rejected }, 'overload over: every new call is taken on again');

@@ -18,21 +18,30 @@ describe('AdmissionControl', () => {
     expect(a.state().rejected).toBe(0);
   });
 
-  it('shrinks the share by a quarter per measurement over the target and spreads admissions evenly', () => {
+  it('ignores one measurement over the target, then shrinks the share by target/delay and spreads admissions evenly', () => {
     const a = new AdmissionControl({ targetDelayMs: 200 });
-    a.observe(350);
-    expect(a.state().admitShare).toBeCloseTo(0.75);
-    // exactly three in four, never two refusals in a row
+    a.observe(900); // one GC pause
+    a.observe(20);
+    a.observe(250);
+    expect(a.state().admitShare).toBe(1);
+    a.observe(250);
+    expect(a.state().admitShare).toBeCloseTo(0.8);
+    // exactly four in five, never two refusals in a row
     const seq = Array.from({ length: 40 }, () => a.admit());
-    expect(seq.filter(Boolean)).toHaveLength(30);
+    expect(seq.filter(Boolean)).toHaveLength(32);
     for (let i = 1; i < seq.length; i++) expect(seq[i - 1] === false && seq[i] === false).toBe(false);
-    expect(a.state()).toMatchObject({ rejected: 10, delayMs: 350 });
+    expect(a.state()).toMatchObject({ rejected: 8, delayMs: 250 });
+    // far over the target: halved; just over: trimmed by a tenth
+    a.observe(2000);
+    expect(a.state().admitShare).toBeCloseTo(0.4);
+    a.observe(205);
+    expect(a.state().admitShare).toBeCloseTo(0.36);
   });
 
   it('refuses every new call once the share falls under the floor, and gives it back step by step', () => {
     const changes: boolean[] = [];
     const a = new AdmissionControl({ targetDelayMs: 100 }, (overloaded) => changes.push(overloaded));
-    for (let i = 0; i < 20; i++) a.observe(1000);
+    for (let i = 0; i < 25; i++) a.observe(1000);
     expect(a.state().admitShare).toBe(0);
     expect(admitted(a, 100)).toBe(0);
     // between half the target and the target: hold
