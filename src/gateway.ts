@@ -175,6 +175,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
               db: dbOk ? 'up' : 'down',
               sip: proxy.addresses.map((a) => `${a.proto}:${a.address}:${a.port}`),
               dialogs: dialogs.activeCount,
+              // admitShare < 1: past capacity, a share of new calls is being refused 503 (proxy/overload.ts)
+              overload: proxy.overload?.state(),
               ami: ami?.status() ?? [],
             };
           },

@@ -263,10 +263,10 @@ export class ProxyCore implements ProxyActions, TransactionUser {
    * Overload: a new INVITE answered 503 + Retry-After at once (overload.ts). Counted, not logged one by one: the
    * admission control logs when overload begins and ends.
    */
-  shed(inb: Inbound, retryAfterSec: number): void {
+  shed(inb: Inbound): void {
     this.metrics?.sipOverloadRejected.inc();
     if (!inb.st) return;
-    const res = createResponse(inb.req, 503, { reason: 'Service Unavailable', headers: this.serverHdr([['Retry-After', String(retryAfterSec)]]) });
+    const res = createResponse(inb.req, 503, { reason: 'Service Unavailable', headers: this.serverHdr([['Retry-After', String(this.cfg.overloadRetryAfterSec)]]) });
     this.respond(inb.st, res, 'local');
   }
 

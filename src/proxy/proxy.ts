@@ -66,15 +66,15 @@ export interface Proxy {
 const DEFAULT_FAILOVER = [408, 500, 502, 503, 504];
 
 /** Queue probe on the first UDP listener feeding the admission control of new calls (overload.ts). */
-async function startOverloadControl(t: SipTransport, core: ProxyCore, o: ProxyConfig['overload'] | undefined, log: Logger, metrics: Metrics | undefined): Promise<void> {
-  const target = o?.targetDelayMs ?? 300;
+async function startOverloadControl(t: SipTransport, core: ProxyCore, o: ProxyConfig['overload'], log: Logger, metrics: Metrics | undefined): Promise<void> {
+  const target = o.targetDelayMs;
   const adm = new AdmissionControl({ targetDelayMs: target }, (overloaded, s) => {
     if (overloaded) log.warn({ queueDelayMs: Math.round(s.delayMs), targetDelayMs: target }, 'overload: new calls are being refused (503) while the receive queue drains');
     else log.warn({ queueDelayMs: Math.round(s.delayMs), rejectedSoFar: s.rejected }, 'overload over: every new call is taken on again');
   });
   let probe;
   try {
-    probe = await t.startQueueProbe(o?.probeIntervalMs ?? 50, (ms) => {
+    probe = await t.startQueueProbe(o.probeIntervalMs, (ms) => {
       adm.observe(ms);
       metrics?.sipQueueDelay.set(ms / 1000);
       metrics?.sipAdmitShare.set(adm.state().admitShare);
@@ -148,12 +148,12 @@ export function createProxy(opts: ProxyOptions): Proxy {
         inviteTimeoutMs: config.inviteTimeoutMs, noResponseTimeoutMs: config.noResponseTimeoutMs,
         maxForwards: config.maxForwards, serverHeader: config.serverHeader,
         failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
-        overloadRetryAfterSec: config.overload?.retryAfterSec ?? 5,
+        overloadRetryAfterSec: config.overload.retryAfterSec,
         signer: config.routeSecret ? routeSigner(config.routeSecret) : undefined,
       };
       const c = new ProxyCore(t, ifaces, makeIdentity(ifaces, extra), cfg, hooks, log, metrics);
       c.setScript(createScript(c));
-      if (config.overload?.enabled !== false) await startOverloadControl(t, c, config.overload, log, metrics);
+      if (config.overload.enabled) await startOverloadControl(t, c, config.overload, log, metrics);
       core = c;
       log.info({ listeners: bound }, 'SIP proxy listening');
     },

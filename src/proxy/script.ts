@@ -73,7 +73,7 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     if (!facts.ruriUser) return reply(484, 'Address Incomplete');
 
     // ---- overload: past capacity, new calls are refused at once so calls already up keep flowing (overload.ts)
-    if (core.admission !== undefined && !core.admission.admit()) return core.shed(inb, core.cfg.overloadRetryAfterSec);
+    if (core.admission !== undefined && !core.admission.admit()) return core.shed(inb);
 
     // From here on the answer may take a while (database, credit): stop the caller's retransmissions.
     reply(100, 'Trying');

@@ -297,6 +297,13 @@ describe('issue 5: load balancing through the whole gateway', () => {
     expect(fams.get('a2b_dispatcher_probes_total')!.samples.some((x) => x.labels.result === 'ok' && x.value >= 1)).toBe(true);
     expect(fams.get('a2b_calls_total')!.samples.find((x) => x.labels.event === 'started')?.value).toBeGreaterThanOrEqual(9);
     expect(fams.get('a2b_sip_requests_total')!.samples.find((x) => x.labels.method === 'INVITE')?.value).toBeGreaterThanOrEqual(10);
+    // overload control: the queue probe measured (an idle gateway: well under the 300 ms target), every call admitted
+    const delay = fams.get('a2b_sip_queue_delay_seconds')!.samples[0]!.value;
+    expect(delay).toBeGreaterThan(0);
+    expect(delay).toBeLessThan(0.3);
+    expect(fams.get('a2b_sip_admit_share')!.samples[0]!.value).toBe(1);
+    const health = await mgmt('/health');
+    expect(JSON.parse(health.text)).toMatchObject({ overload: { admitShare: 1, rejected: 0 } });
   });
 
   it('a persisted admin state is written to gw_dispatcher and survives a reload; a new (TCP) row joins on POST /reload/dispatcher', async () => {
