@@ -6,7 +6,7 @@ import os from 'node:os';
 import { silentLogger } from '../src/log.js';
 import {
   createRequest, createResponse, newCallId, newTag, parseMessage, TransactionLayer,
-  type Destination, type MessageSource, type ReceiveHandler, type SipMessage, type SipRequest, type SipResponse, type TransportLike,
+  type Destination, type MessageSource, type ReceiveHandler, type SipMessage, type SipRequest, type SipResponse, type TransportLike, type SendFailureSink,
 } from '../src/sip/index.js';
 
 const TIMERS = { t1Ms: 500, t2Ms: 4000, t4Ms: 5000, inviteTimeoutMs: 30_000, noResponseTimeoutMs: 4000 };
@@ -23,7 +23,7 @@ class WireEnd implements TransportLike {
     this.peer.receive(buf, this);
     return Promise.resolve();
   }
-  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void { this.send(data, dest).catch(onError); }
+  post(data: Buffer, dest: Destination, owner: SendFailureSink): void { this.send(data, dest).catch((e: Error) => owner.sendFailed(e)); }
   responseDestination(_res: SipResponse): Destination { return { proto: 'udp', address: this.peer.host, port: this.peer.port }; }
   receive(buf: Buffer, from: WireEnd): void {
     queueMicrotask(() => {

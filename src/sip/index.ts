@@ -17,3 +17,4 @@ export * from './framer.js';
 export * from './transport.js';
 export * from './transaction.js';
 export * from './queue-probe.js';
+export * from './coarse-timers.js';

@@ -5,7 +5,9 @@
 // - Client transactions push their own Via (new branch), retransmit over UDP (Timers A, E), time out (B, F and the
 //   proxy's no-response timer), ACK non-2xx finals hop by hop (Timer D, K), pass every 2xx up (Timer M), run
 //   Timer C after provisionals, and build and send CANCEL.
-// Timers are plain setTimeout with static callbacks (see below); close() clears them all. Callbacks into the TU are
+// Timers are plain setTimeout with static callbacks (see below), except the linger timers of the final states
+// (D, H, I, J, K, L, M), which are coalesced per delay (coarse-timers.ts) and checked against the state when they
+// fire instead of being cancelled; close() clears them all. Callbacks into the TU are
 // guarded: a throwing TU does not break the layer. Transport failures are reported through callbacks, never thrown
 // or left as rejected promises.
 // Memory: a transaction keeps the RFC's lifetime (up to 64*T1 after its final response) but, once final, only what
@@ -18,6 +20,7 @@ import { headerLine, SipRequest, type HeaderLine, type MessageSource, type SipMe
 import { MAGIC_COOKIE, detached, formatVia, type Via } from './headers.js';
 import { newBranch } from './ids.js';
 import { createResponse } from './build.js';
+import { CoarseTimers } from './coarse-timers.js';
 import type { SipParseError } from './parser.js';
 import type { Destination, ReceiveHandler, SipMetricsLike } from './transport.js';
 
@@ -34,8 +37,8 @@ export interface TransactionTimers {
 /** What the transaction layer needs from the transport (SipTransport implements it). */
 export interface TransportLike {
   send(data: Buffer | SipMessage, dest: Destination): Promise<void>;
-  /** Sends bytes; a failure is reported to `onError`, asynchronously (no promise per datagram). */
-  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void;
+  /** Sends bytes; a failure is reported to `owner.sendFailed`, asynchronously (no promise, no closure kept per transaction). */
+  post(data: Buffer, dest: Destination, owner: SendFailureSink): void;
   /**
    * Where a response goes (RFC 3261 §18.2.2, RFC 3581), from its top Via and the connection the request came in on.
    * Throws GW_ERR_SIP_TRANSPORT when the Via gives no usable destination.
@@ -43,6 +46,11 @@ export interface TransportLike {
   responseDestination(res: SipResponse, connectionId?: number): Destination;
   setHandler(h: ReceiveHandler): void;
   localAddress(proto: 'udp' | 'tcp', family?: 4 | 6): { host: string; port: number } | undefined;
+}
+
+/** Who hears that a send failed (a transaction). */
+export interface SendFailureSink {
+  sendFailed(err: Error): void;
 }
 
 /** The transaction user (the proxy core). */
@@ -92,6 +100,11 @@ export interface LayerOptions {
    * not responded within 200 ms (RFC 3261 §17.2.1: quick rejections go out without a 100); false never.
    */
   autoTrying?: boolean | 'delayed';
+  /**
+   * Linger timers (D, H, I, J, K, L, M) started within this many ms share one Node timer and fire up to this much
+   * late (default 100). 0: one timer each, on time.
+   */
+  lingerSlackMs?: number;
 }
 
 export interface SendOptions {
@@ -135,6 +148,9 @@ export class TransactionLayer {
   readonly metrics: SipMetricsLike | undefined;
   readonly autoTrying: boolean | 'delayed';
   private closed = false;
+  private readonly lingerSlackMs: number;
+  /** Linger timers by delay (64*T1, T4, Timer D: a handful of delays). */
+  private readonly lingers = new Map<number, CoarseTimers<ServerTransaction | ClientTransaction>>();
 
   constructor(opts: LayerOptions, private readonly tu: TransactionUser) {
     this.transport = opts.transport;
@@ -142,8 +158,22 @@ export class TransactionLayer {
     this.log = opts.logger;
     this.metrics = opts.metrics;
     this.autoTrying = opts.autoTrying ?? true;
+    this.lingerSlackMs = opts.lingerSlackMs ?? 100;
     this.transport.setHandler((m, s) => this.receive(m, s));
   }
+
+  /** @internal `tx.lingerExpired()` in delayMs (up to lingerSlackMs later); not cancellable: it checks its state. */
+  linger(delayMs: number, tx: ServerTransaction | ClientTransaction): void {
+    let ct = this.lingers.get(delayMs);
+    if (ct === undefined) {
+      ct = new CoarseTimers(delayMs, this.lingerSlackMs, TransactionLayer.lingerExpired,
+        (e) => this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'linger timer failed'));
+      this.lingers.set(delayMs, ct);
+    }
+    ct.add(tx);
+  }
+
+  private static lingerExpired(tx: ServerTransaction | ClientTransaction): void { tx.lingerExpired(); }
 
   /** Live transactions. */
   get size(): { server: number; client: number } { return { server: this.servers.size, client: this.clients.size }; }
@@ -217,7 +247,7 @@ export class TransactionLayer {
       if (local === undefined) {
         // no listener for that transport: nothing can be sent; report it like any send failure (asynchronously)
         const ct = new ClientTransaction(this, branch, req, dest, handlers, false);
-        queueMicrotask(() => ct.failed(new GwError('GW_ERR_SIP_TRANSPORT', `no ${dest.proto} listener`)));
+        queueMicrotask(() => ct.sendFailed(new GwError('GW_ERR_SIP_TRANSPORT', `no ${dest.proto} listener`)));
         return ct;
       }
       req.pushVia(formatVia(dest.proto, local.host, local.port, `;branch=${branch};rport`));
@@ -267,6 +297,7 @@ export class TransactionLayer {
     this.closed = true;
     for (const st of [...this.servers.values()]) st.terminate(false);
     for (const ct of [...this.clients.values()]) ct.terminate(false);
+    for (const t of this.lingers.values()) t.close();
   }
 }
 
@@ -291,8 +322,8 @@ export class ServerTransaction {
   private dest: Destination | undefined;
   private responded = false;
   private timerG: Timer | undefined;
-  private timerH: Timer | undefined;
-  private timerIJL: Timer | undefined;
+  /** A non-INVITE the TU never answers is freed after 64*T1 + T4 (cleared by the final response). */
+  private unansweredTimer: Timer | undefined;
   private gInterval: number;
   private readonly reliable: boolean;
 
@@ -306,7 +337,7 @@ export class ServerTransaction {
     this.gInterval = layer.timers.t1Ms;
     if (!this.isInvite) {
       // a non-INVITE the TU never answers: the client gave up after 64*T1 (Timer F), so free the state then
-      this.timerIJL = setTimeout(ServerTransaction.unanswered, 64 * layer.timers.t1Ms + layer.timers.t4Ms, this);
+      this.unansweredTimer = setTimeout(ServerTransaction.unanswered, 64 * layer.timers.t1Ms + layer.timers.t4Ms, this);
     }
     this.onTerminated = undefined;
     this.onTransportError = undefined;
@@ -340,13 +371,22 @@ export class ServerTransaction {
     if (st.state === 'proceeding' && !st.responded) st.trying();
   }
 
-  private static end(st: ServerTransaction): void { st.terminate(true); }
-
   private static timerG(st: ServerTransaction): void { st.fireG(); }
 
-  private static timerH(st: ServerTransaction): void {
-    st.layer.guard(() => st.onAckTimeout?.(st));
-    st.terminate(true);
+  /** @internal the linger timer of the state it was started in: L (accepted), H / J (completed), I (confirmed). */
+  lingerExpired(): void {
+    switch (this.state) {
+      case 'accepted': // Timer L
+      case 'confirmed': // Timer I
+        this.terminate(true);
+        return;
+      case 'completed':
+        if (this.isInvite) this.layer.guard(() => this.onAckTimeout?.(this)); // Timer H: no ACK came
+        this.terminate(true); // Timer J for non-INVITE
+        return;
+      default:
+        return; // already terminated: an obsolete entry
+    }
   }
 
   /**
@@ -385,18 +425,19 @@ export class ServerTransaction {
         this.wire = undefined;
         if (this.state !== 'accepted') {
           this.state = 'accepted';
-          this.timerIJL = setTimeout(ServerTransaction.end, 64 * t.t1Ms, this); // Timer L
+          this.layer.linger(64 * t.t1Ms, this); // Timer L
         }
       } else {
         this.state = 'completed';
         if (!this.reliable) this.timerG = setTimeout(ServerTransaction.timerG, this.gInterval, this);
-        this.timerH = setTimeout(ServerTransaction.timerH, 64 * t.t1Ms, this);
+        this.layer.linger(64 * t.t1Ms, this); // Timer H
       }
     } else {
       this.state = 'completed';
-      clearTimeout(this.timerIJL); // the unanswered-lifetime timer
+      clearTimeout(this.unansweredTimer);
+      this.unansweredTimer = undefined;
       if (this.reliable) this.terminate(true); // Timer J = 0
-      else this.timerIJL = setTimeout(ServerTransaction.end, 64 * t.t1Ms, this);
+      else this.layer.linger(64 * t.t1Ms, this); // Timer J
     }
     return true;
   }
@@ -413,12 +454,11 @@ export class ServerTransaction {
     const wire = this.wire;
     const dest = this.dest;
     if (wire === undefined || dest === undefined) return;
-    this.layer.transport.post(wire, dest, this.onSendError);
+    this.layer.transport.post(wire, dest, this);
   }
 
-  private readonly onSendError = (err: Error): void => this.sendFailed(err);
-
-  private sendFailed(err: Error): void {
+  /** @internal a response could not be sent: tell the TU, end the transaction */
+  sendFailed(err: Error): void {
     if (this.state === 'terminated') return;
     this.layer.log.debug({ err: err.message, method: this.method }, 'response send failed');
     this.layer.guard(() => this.onTransportError?.(err, this));
@@ -434,12 +474,11 @@ export class ServerTransaction {
   absorbAck(): boolean {
     if (this.state === 'completed') {
       this.state = 'confirmed';
-      clearTimeout(this.timerG);
-      clearTimeout(this.timerH);
-      this.timerG = this.timerH = undefined;
+      clearTimeout(this.timerG); // Timer H finds the state changed when it fires
+      this.timerG = undefined;
       this.wire = undefined;
       if (this.reliable) this.terminate(true); // Timer I = 0
-      else this.timerIJL = setTimeout(ServerTransaction.end, this.layer.timers.t4Ms, this);
+      else this.layer.linger(this.layer.timers.t4Ms, this); // Timer I
       return true;
     }
     return this.state === 'confirmed';
@@ -450,8 +489,8 @@ export class ServerTransaction {
     if (this.state === 'terminated') return;
     this.state = 'terminated';
     clearTimeout(this.timerG);
-    clearTimeout(this.timerH);
-    clearTimeout(this.timerIJL);
+    clearTimeout(this.unansweredTimer);
+    this.timerG = this.unansweredTimer = undefined;
     this.req = undefined;
     this.wire = undefined;
     this.layer.removeServer(this);
@@ -477,6 +516,7 @@ export class ClientTransaction {
   private timeoutTimer: Timer | undefined;
   private noResponseTimer: Timer | undefined;
   private timerC: Timer | undefined;
+  /** Timer D / K over TCP (0: ends on the next turn of the loop); over UDP they are linger timers. */
   private endTimer: Timer | undefined;
   private cancelTimer: Timer | undefined;
   private cancelPending = false;
@@ -524,13 +564,11 @@ export class ClientTransaction {
   }
 
   private send(buf: Buffer): void {
-    this.layer.transport.post(buf, this.destination, this.onSendError);
+    this.layer.transport.post(buf, this.destination, this);
   }
 
-  private readonly onSendError = (err: Error): void => this.failed(err);
-
   /** @internal a send failed: tell the TU and end the transaction */
-  failed(err: Error): void {
+  sendFailed(err: Error): void {
     if (this.state === 'terminated') return;
     this.layer.log.debug({ err: err.message, method: this.method }, 'request send failed');
     this.layer.guard(() => this.handlers.onTransportError?.(err, this));
@@ -543,6 +581,11 @@ export class ClientTransaction {
   private static timeout(ct: ClientTransaction, kind: TimeoutKind): void { ct.timeout(kind); }
 
   private static end(ct: ClientTransaction): void { ct.terminate(true); }
+
+  /** @internal the linger timer of the state it was started in: M (accepted), D / K (completed). */
+  lingerExpired(): void {
+    if (this.state === 'accepted' || this.state === 'completed') this.terminate(true);
+  }
 
   private static timerC(ct: ClientTransaction): void {
     if (ct.state !== 'proceeding') return;
@@ -616,16 +659,15 @@ export class ClientTransaction {
         this.wire = undefined;
         if (this.isInvite && s < 300) {
           this.state = 'accepted';
-          this.endTimer = setTimeout(ClientTransaction.end, 64 * t.t1Ms, this); // Timer M
+          this.layer.linger(64 * t.t1Ms, this); // Timer M
         } else {
           this.state = 'completed';
           if (this.isInvite) {
             this.ackWire = this.buildAck(res).toBuffer();
             this.send(this.ackWire);
-            this.endTimer = setTimeout(ClientTransaction.end, this.reliable ? 0 : TIMER_D_MS, this);
-          } else {
-            this.endTimer = setTimeout(ClientTransaction.end, this.reliable ? 0 : t.t4Ms, this); // Timer K
           }
+          if (this.reliable) this.endTimer = setTimeout(ClientTransaction.end, 0, this); // Timer D / K = 0
+          else this.layer.linger(this.isInvite ? TIMER_D_MS : t.t4Ms, this); // Timer D / K
         }
         this.req = undefined;
         const h = this.handlers;

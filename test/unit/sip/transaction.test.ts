@@ -7,7 +7,7 @@ import { silentLogger } from '../../../src/log.js';
 import {
   createResponse, parseOrThrow, TransactionLayer,
   type ClientTransaction, type Destination, type MessageSource, type ReceiveHandler, type ServerTransaction,
-  type SipMessage, type SipParseError, type SipRequest, type SipResponse, type TimeoutKind, type TransportLike,
+  type SipMessage, type SipParseError, type SipRequest, type SipResponse, type TimeoutKind, type TransportLike, type SendFailureSink,
 } from '../../../src/sip/index.js';
 
 const T1 = 500;
@@ -29,7 +29,7 @@ class MemoryTransport implements TransportLike {
     this.sent.push({ buf, msg: parseOrThrow(buf), dest, at: Date.now() });
     return Promise.resolve();
   }
-  post(data: Buffer, dest: Destination, onError: (err: Error) => void): void { this.send(data, dest).catch(onError); }
+  post(data: Buffer, dest: Destination, owner: SendFailureSink): void { this.send(data, dest).catch((e: Error) => owner.sendFailed(e)); }
   responseDestination(res: SipResponse): Destination {
     const v = res.tryTopVia();
     if (v === null) throw new Error('no Via');
@@ -82,10 +82,11 @@ function inject(text: string | Buffer, source: MessageSource = UDP_SRC): void {
   transport.handler(m, source);
 }
 
-function makeLayer(opts: { autoTrying?: boolean | 'delayed'; timers?: Partial<typeof TIMERS> } = {}): void {
+// Linger timers on time (slack 0): these tests pin the RFC's timer values; coalescing has its own tests below.
+function makeLayer(opts: { autoTrying?: boolean | 'delayed'; timers?: Partial<typeof TIMERS>; lingerSlackMs?: number } = {}): void {
   transport = new MemoryTransport();
   tu = new Recorder();
-  layer = new TransactionLayer({ transport, timers: { ...TIMERS, ...opts.timers }, logger: silentLogger(), autoTrying: opts.autoTrying }, tu);
+  layer = new TransactionLayer({ transport, timers: { ...TIMERS, ...opts.timers }, logger: silentLogger(), autoTrying: opts.autoTrying, lingerSlackMs: opts.lingerSlackMs ?? 0 }, tu);
 }
 
 beforeEach(() => { vi.useFakeTimers(); makeLayer(); });
@@ -115,6 +116,34 @@ describe('what a lingering transaction keeps', () => {
     const perTransaction = (process.memoryUsage().heapUsed - before) / n;
     // The header block alone is over 3 KB; what stays is the transaction, its (fake) timer and the detached key.
     expect(perTransaction).toBeLessThan(2500);
+  });
+
+  it('no Node timer of its own when linger timers are coalesced (real timers, the default slack)', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    vi.useRealTimers();
+    const perTransaction = (slack: number): number => {
+      layer.close();
+      makeLayer({ lingerSlackMs: slack });
+      const n = 3000;
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < n; i++) {
+        inject(request('INVITE', { branch: `z9hG4bK-linger-${slack}-${i}` }));
+        const st = tu.requests.pop()!.st!;
+        st.respond(createResponse(st.request, 200, { toTag: `t${i}` }));
+        transport.sent = [];
+      }
+      expect(layer.size.server).toBe(n);
+      gc();
+      const per = (process.memoryUsage().heapUsed - before) / n;
+      layer.close();
+      return per;
+    };
+    const own = perTransaction(0);
+    const shared = perTransaction(100);
+    // A Node Timeout (with its argument array and timer-list bookkeeping) against a bucket slot of 8 bytes.
+    expect(own - shared).toBeGreaterThan(400); // measured: ~1330 against ~630 bytes
   });
 });
 
@@ -554,6 +583,53 @@ describe('layer plumbing', () => {
     layer.sendRequest(parseOrThrow(request('OPTIONS')) as SipRequest, { proto: 'udp', address: '203.0.113.5', port: 5060 }, { onResponse: () => undefined });
     layer.close();
     expect(layer.size).toEqual({ server: 0, client: 0 });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('linger timers, coalesced (the default: lingerSlackMs 100)', () => {
+  beforeEach(() => { layer.close(); makeLayer({ lingerSlackMs: 100 }); });
+
+  it('transactions ending within the slack share one Node timer and end between 64*T1 and 64*T1 + slack', () => {
+    const sts: ServerTransaction[] = [];
+    for (let i = 0; i < 50; i++) {
+      inject(request('BYE', { branch: `z9hG4bKbye${i}`, toTag: 'b1' }));
+      const st = tu.requests.at(-1)!.st!;
+      st.respond(createResponse(st.request, 200));
+      sts.push(st);
+      vi.advanceTimersByTime(1); // 50 ms in all: one bucket
+    }
+    // each BYE still has its "unanswered" timer cleared; what remains is one timer for fifty Timers J
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(64 * T1 - 50 - 1);
+    expect(sts.every((st) => st.state === 'completed')).toBe(true);
+    vi.advanceTimersByTime(101);
+    expect(sts.every((st) => st.state === 'terminated')).toBe(true);
+    expect(layer.size.server).toBe(0);
+  });
+
+  it('an entry made obsolete by a state change does nothing: an ACK moves Completed to Confirmed, Timer H stays silent', () => {
+    inject(request('INVITE'));
+    const st = tu.requests[0]!.st!;
+    const ackTimeout = vi.fn();
+    st.onAckTimeout = ackTimeout;
+    st.respond(createResponse(st.request, 486, { toTag: 'b1' }));
+    inject(request('ACK', { toTag: 'b1', cseqMethod: 'ACK' }));
+    expect(st.state).toBe('confirmed');
+    vi.advanceTimersByTime(T4 + 100);
+    expect(st.state).toBe('terminated'); // Timer I
+    vi.advanceTimersByTime(64 * T1);
+    expect(ackTimeout).not.toHaveBeenCalled(); // Timer H's entry found the transaction terminated
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('close() drops the pending linger timers', () => {
+    inject(request('INVITE'));
+    const st = tu.requests[0]!.st!;
+    st.respond(createResponse(st.request, 200, { toTag: 'b1' }));
+    expect(st.state).toBe('accepted');
+    expect(vi.getTimerCount()).toBe(1); // Timer L
+    layer.close();
     expect(vi.getTimerCount()).toBe(0);
   });
 });

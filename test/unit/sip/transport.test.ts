@@ -72,17 +72,18 @@ describe('UDP transport', () => {
     expect(t.localAddress('tcp')).toBeUndefined();
   });
 
-  it('post() sends without a promise and reports failures asynchronously to its callback', async () => {
+  it('post() sends without a promise and reports failures asynchronously to its owner', async () => {
     const { t } = await startTransport([{ proto: 'udp', host: '127.0.0.1', port: 0 }]);
     const c = udpClient();
     const port = await c.bind();
     const errors: Error[] = [];
-    t.post(Buffer.from(invite('127.0.0.1:5060')), { proto: 'udp', address: '127.0.0.1', port }, (e) => errors.push(e));
+    const owner = { sendFailed: (e: Error): void => { errors.push(e); } };
+    t.post(Buffer.from(invite('127.0.0.1:5060')), { proto: 'udp', address: '127.0.0.1', port }, owner);
     expect((await c.recv()).toString('latin1')).toContain('INVITE sip:bob@example.com');
     // no IPv6 listener, a bad port, an unresolvable name: each is an error, none is thrown at the caller
-    t.post(Buffer.from('x'), { proto: 'udp', address: '::1', port }, (e) => errors.push(e));
-    t.post(Buffer.from('x'), { proto: 'udp', address: '127.0.0.1', port: 0 }, (e) => errors.push(e));
-    t.post(Buffer.from('x'), { proto: 'udp', address: 'no-such-host.invalid', port }, (e) => errors.push(e));
+    t.post(Buffer.from('x'), { proto: 'udp', address: '::1', port }, owner);
+    t.post(Buffer.from('x'), { proto: 'udp', address: '127.0.0.1', port: 0 }, owner);
+    t.post(Buffer.from('x'), { proto: 'udp', address: 'no-such-host.invalid', port }, owner);
     expect(errors).toHaveLength(0); // never synchronously
     await vi.waitFor(() => expect(errors).toHaveLength(3), { timeout: 5000 });
     for (const e of errors) expect(e).toMatchObject({ code: 'GW_ERR_SIP_TRANSPORT' });
