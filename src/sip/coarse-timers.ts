@@ -5,6 +5,8 @@
 // Why: every transaction ends in a linger state (RFC 3261 Timers D, H, I, J, K, L, M: up to 64*T1 = 32 s). A Node
 // Timeout for each (~150 bytes with its argument array, a timer-list insert) outlived the young generation four
 // times per call and was promoted — at 400 calls/s some 40 000 of them were alive (bench/RESULTS.md item 19).
+// Keep the slack small (the transaction layer uses 10 ms): a bucket's items all fire in one go, and 100-ms buckets
+// at 750 calls/s ended ~300 transactions at once — a stall that raised the added p99 (item 19).
 // Buckets are grouped by Date.now() (a clock step only regroups items; the firing delay is the Node timer's).
 
 type Bucket<T> = { items: T[]; timer: NodeJS.Timeout | undefined };

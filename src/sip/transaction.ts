@@ -102,7 +102,7 @@ export interface LayerOptions {
   autoTrying?: boolean | 'delayed';
   /**
    * Linger timers (D, H, I, J, K, L, M) started within this many ms share one Node timer and fire up to this much
-   * late (default 100). 0: one timer each, on time.
+   * late (default 10). 0: one timer each, on time.
    */
   lingerSlackMs?: number;
 }
@@ -158,7 +158,7 @@ export class TransactionLayer {
     this.log = opts.logger;
     this.metrics = opts.metrics;
     this.autoTrying = opts.autoTrying ?? true;
-    this.lingerSlackMs = opts.lingerSlackMs ?? 100;
+    this.lingerSlackMs = opts.lingerSlackMs ?? 10;
     this.transport.setHandler((m, s) => this.receive(m, s));
   }
 
