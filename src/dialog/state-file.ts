@@ -11,6 +11,9 @@ import { isDialogRecord, type DialogRecord } from './record.js';
 
 export const STATE_FILE = 'dialogs.jsonl';
 
+/** Lines serialised per step of a compaction (~1 ms of work at ~1 KB per record). */
+const COMPACT_CHUNK = 200;
+
 export type StateLine = { op: 'up'; rec: DialogRecord } | { op: 'del'; key: string; updated: number };
 
 export interface LoadedState {
@@ -128,10 +131,15 @@ export class StateFile implements DialogStateStore {
     return this.chain;
   }
 
-  /** Replaces the file with exactly these lines (atomic rename); queued appends are written after it. */
+  /**
+   * Replaces the file with exactly these lines (atomic rename); appends queued meanwhile are written after it.
+   * Serialised and written COMPACT_CHUNK lines at a time, the loop free between chunks: in one go, 750 live calls
+   * were a ~5 ms stall every few seconds and 90 000 (two-minute calls at 750/s) would be most of a second. A
+   * record changed or deleted while its chunk waits is serialised as it is then, and its newer line is appended
+   * after the rename anyway: replay keeps the last.
+   */
   compact(lines: StateLine[]): Promise<void> {
-    const text = lines.map((l) => `${JSON.stringify(l)}\n`).join('');
-    this.chain = this.chain.then(() => this.rewrite(text, lines.length));
+    this.chain = this.chain.then(() => this.rewrite(lines));
     return this.flush();
   }
 
@@ -174,13 +182,20 @@ export class StateFile implements DialogStateStore {
     }
   }
 
-  private async rewrite(text: string, count: number): Promise<void> {
+  private async rewrite(lines: StateLine[]): Promise<void> {
     const tmp = `${this.path}.tmp`;
     try {
       await mkdir(this.opts.dir, { recursive: true });
       const h = await open(tmp, 'w');
+      let bytes = 0;
       try {
-        await h.write(text);
+        for (let i = 0; i < lines.length; i += COMPACT_CHUNK) {
+          let text = '';
+          const end = Math.min(lines.length, i + COMPACT_CHUNK);
+          for (let j = i; j < end; j++) text += `${JSON.stringify(lines[j])}\n`;
+          bytes += Buffer.byteLength(text);
+          await h.write(text); // the loop runs other work while the thread pool writes
+        }
         await h.datasync();
       } finally {
         await h.close();
@@ -189,8 +204,8 @@ export class StateFile implements DialogStateStore {
       this.handle = undefined;
       await old?.close().catch(() => undefined);
       await rename(tmp, this.path);
-      this.linesInFile = count;
-      this.bytes = Buffer.byteLength(text);
+      this.linesInFile = lines.length;
+      this.bytes = bytes;
       this.gauge();
     } catch (e) {
       // The old file is still whole and still correct (appends go on to it): compaction is only an optimisation.

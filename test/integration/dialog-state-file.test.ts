@@ -62,6 +62,31 @@ describe('StateFile', () => {
     expect(loaded.records.has('k3')).toBe(true);
   });
 
+  it('compaction serialises in chunks with the event loop free in between, not in one block', async () => {
+    const f = new StateFile({ dir, log: silentLogger() });
+    let turn = 0;
+    let spinning = true;
+    const spin = (): void => { turn++; if (spinning) setImmediate(spin); };
+    setImmediate(spin);
+    const seen: number[] = [];
+    const lines = Array.from({ length: 2000 }, (_, i) => {
+      const r = rec(`k${i}`, 1000 + i) as DialogRecord & { toJSON?: () => unknown };
+      const plain = rec(`k${i}`, 1000 + i);
+      r.toJSON = () => { seen.push(turn); return plain; };
+      return { op: 'up' as const, rec: r };
+    });
+    const done = f.compact(lines);
+    expect(seen).toHaveLength(0); // compact() itself returns at once
+    await done;
+    spinning = false;
+    expect(seen).toHaveLength(2000);
+    expect(new Set(seen).size).toBeGreaterThanOrEqual(5); // other work ran between the chunks
+    await f.close();
+    const loaded = await new StateFile({ dir, log: silentLogger() }).load();
+    expect(loaded.records.size).toBe(2000);
+    expect(f.lines).toBe(2000);
+  });
+
   it('a missing file is an empty state', async () => {
     const loaded = await new StateFile({ dir: join(dir, 'none'), log: silentLogger() }).load();
     expect(loaded.records.size).toBe(0);
