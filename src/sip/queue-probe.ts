@@ -51,9 +51,10 @@ export class QueueProbe {
 
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.sock.once('error', reject);
+      const failed = (e: Error): void => { this.close(); reject(e); };
+      this.sock.once('error', failed);
       // Same address as the target: the kernel delivers locally and the source is one we can recognise.
-      this.sock.bind(0, this.target, () => { this.sock.off('error', reject); resolve(); });
+      this.sock.bind(0, this.target, () => { this.sock.off('error', failed); resolve(); });
     });
     this.sock.on('error', () => undefined); // a failed probe send only costs one measurement
     const a = this.sock.address();

@@ -62,3 +62,11 @@ describe('QueueProbe', () => {
     expect(seen.length).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('QueueProbe start failure', () => {
+  it('rejects (and closes its socket) when its address cannot be bound', async () => {
+    const probe = new QueueProbe({ host: '192.0.2.1', port: 5060, family: 4, intervalMs: 20, onDelay: () => undefined });
+    await expect(probe.start()).rejects.toThrow(/EADDRNOTAVAIL|bind/);
+    probe.close(); // idempotent
+  });
+});
