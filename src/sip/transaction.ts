@@ -22,7 +22,7 @@ import { newBranch } from './ids.js';
 import { createResponse } from './build.js';
 import { CoarseTimers } from './coarse-timers.js';
 import type { SipParseError } from './parser.js';
-import type { Destination, ReceiveHandler, SipMetricsLike } from './transport.js';
+import type { Destination, ReceiveHandler, SendFailureSink, SipMetricsLike } from './transport.js';
 
 export interface TransactionTimers {
   t1Ms: number;
@@ -46,11 +46,6 @@ export interface TransportLike {
   responseDestination(res: SipResponse, connectionId?: number): Destination;
   setHandler(h: ReceiveHandler): void;
   localAddress(proto: 'udp' | 'tcp', family?: 4 | 6): { host: string; port: number } | undefined;
-}
-
-/** Who hears that a send failed (a transaction). */
-export interface SendFailureSink {
-  sendFailed(err: Error): void;
 }
 
 /** The transaction user (the proxy core). */

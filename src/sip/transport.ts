@@ -39,6 +39,11 @@ export interface SipMetricsLike {
   sipTransactions?: { inc(labels: { kind: string }): void; dec(labels: { kind: string }): void };
 }
 
+/** Who hears that a posted send failed (a transaction). */
+export interface SendFailureSink {
+  sendFailed(err: Error): void;
+}
+
 /** Called for every received message, and for every parse failure (answer it when `answerable`). */
 export type ReceiveHandler = (msg: SipMessage | SipParseError, source: MessageSource) => void;
 
@@ -517,7 +522,7 @@ export class SipTransport {
    * sends every datagram this way; a promise, its .catch() and their microtasks per message cost ~5 % of the CPU,
    * and an error callback per transaction was a closure kept for its whole linger time.
    */
-  post(data: Buffer, dest: Destination, owner: { sendFailed(err: Error): void }): void {
+  post(data: Buffer, dest: Destination, owner: SendFailureSink): void {
     const port = dest.port;
     if (dest.proto === 'udp' && !this.closing && isPort(port)) {
       const host = stripBrackets(dest.address);
