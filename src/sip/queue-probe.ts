@@ -29,7 +29,6 @@ export class QueueProbe {
   private readonly token = randomBytes(8);
   private readonly sentAt = new Float64Array(RING);
   private readonly sentSeq = new Int32Array(RING).fill(-1);
-  private readonly buf = Buffer.alloc(LEN);
   private readonly target: string;
   private seq = 0;
   /** Sequence number of the oldest probe not yet back (== seq when none is out). */
@@ -45,8 +44,6 @@ export class QueueProbe {
     this.sock = dgram.createSocket(o.family === 6 ? 'udp6' : 'udp4');
     const wildcard = o.host === '0.0.0.0' || o.host === '::';
     this.target = wildcard ? (o.family === 6 ? '::1' : '127.0.0.1') : o.host;
-    this.buf.writeUInt32BE(MAGIC, 0);
-    this.token.copy(this.buf, 8);
   }
 
   async start(): Promise<void> {
@@ -83,8 +80,12 @@ export class QueueProbe {
     if (this.seq - this.oldest > RING) this.oldest = this.seq - RING; // ring full: forget the oldest
     this.sentSeq[s % RING] = s;
     this.sentAt[s % RING] = now;
-    this.buf.writeInt32BE(s, 4);
-    this.sock.send(this.buf, this.o.port, this.target);
+    // A fresh buffer each time: a send the kernel could not take at once still reads it later.
+    const buf = Buffer.allocUnsafe(LEN);
+    buf.writeUInt32BE(MAGIC, 0);
+    buf.writeInt32BE(s, 4);
+    this.token.copy(buf, 8);
+    this.sock.send(buf, this.o.port, this.target);
   }
 
   /**
