@@ -80,6 +80,9 @@ export class AdmissionControl {
     return false;
   }
 
+  /** Share of new INVITEs admitted now (1: no overload). */
+  get admitShare(): number { return this.share; }
+
   state(): OverloadState {
     return { admitShare: this.share, delayMs: this.delay, rejected: this.rejectedCount };
   }

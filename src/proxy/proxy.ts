@@ -77,7 +77,7 @@ async function startOverloadControl(t: SipTransport, core: ProxyCore, o: ProxyCo
     probe = await t.startQueueProbe(o.probeIntervalMs, (ms) => {
       adm.observe(ms);
       metrics?.sipQueueDelay.set(ms / 1000);
-      metrics?.sipAdmitShare.set(adm.state().admitShare);
+      metrics?.sipAdmitShare.set(adm.admitShare);
     });
   } catch (e) {
     log.warn({ err: e instanceof Error ? e.message : String(e) }, 'overload control off: the queue probe could not start');

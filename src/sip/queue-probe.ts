@@ -34,11 +34,8 @@ export class QueueProbe {
   /** Sequence number of the oldest probe not yet back (== seq when none is out). */
   private oldest = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** The probe socket's address, for the transport's cheap "is this ours" check. */
+  /** The probe socket's port, for the transport's cheap "is this ours" check. */
   port = 0;
-  address = '';
-  /** Last delay measured (ms). */
-  lastMs = 0;
 
   constructor(private readonly o: QueueProbeOptions) {
     this.sock = dgram.createSocket(o.family === 6 ? 'udp6' : 'udp4');
@@ -54,9 +51,7 @@ export class QueueProbe {
       this.sock.bind(0, this.target, () => { this.sock.off('error', failed); resolve(); });
     });
     this.sock.on('error', () => undefined); // a failed probe send only costs one measurement
-    const a = this.sock.address();
-    this.port = a.port;
-    this.address = a.address;
+    this.port = this.sock.address().port;
     this.timer = setInterval(QueueProbe.tick, this.o.intervalMs, this);
     this.timer.unref();
   }
@@ -104,7 +99,6 @@ export class QueueProbe {
   }
 
   private report(ms: number): void {
-    this.lastMs = ms;
     this.o.onDelay(ms);
   }
 
