@@ -187,7 +187,8 @@ async function withGateway<T>(env: Env, fn: (port: number, pid: number) => Promi
   writeFileSync(cfgFile, toYaml(merge({
     log: { level: 'warn', format: 'json' },
     db: { url: env.dbUrl },
-    sip: { listen: [{ proto: 'udp', host: '127.0.0.1', port }, { proto: 'tcp', host: '127.0.0.1', port }] },
+    // lingerMs: finished transactions stay 5 s, as Kamailio's (default tm wt_timer) do in the same bench
+    sip: { listen: [{ proto: 'udp', host: '127.0.0.1', port }, { proto: 'tcp', host: '127.0.0.1', port }], lingerMs: 5000 },
     auth: { nonceSecret: 'bench-nonce-secret-0123456789' },
     abuse: { whitelist: ['127.0.0.0/8'] },
     billing: { creditCheck: false },

@@ -25,6 +25,8 @@ export interface CoreConfig {
   t1Ms: number;
   t2Ms: number;
   t4Ms: number;
+  /** Lifetime of finished transactions (TransactionTimers.lingerMs); undefined: the RFC's. */
+  lingerMs?: number;
   inviteTimeoutMs: number;
   noResponseTimeoutMs: number;
   maxForwards: number;
@@ -152,7 +154,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   }
 
   /**
-   * What the proxy holds right now: transactions (they linger 64*T1 after their final, holding only bytes) and
+   * What the proxy holds right now: transactions (they linger 64*T1, or sip.lingerMs, after their final, holding only bytes) and
    * forwardings (only while a request is being answered).
    */
   state(): ProxyState {

@@ -10,7 +10,8 @@
 // fire instead of being cancelled; close() clears them all. Callbacks into the TU are
 // guarded: a throwing TU does not break the layer. Transport failures are reported through callbacks, never thrown
 // or left as rejected promises.
-// Memory: a transaction keeps the RFC's lifetime (up to 64*T1 after its final response) but, once final, only what
+// Memory: a transaction keeps the RFC's lifetime (up to 64*T1 after its final response; `timers.lingerMs` shortens
+// it, as Kamailio's wt_timer does) but, once final, only what
 // that lingering needs: the response wire bytes and their destination (to answer retransmissions), the ACK bytes.
 // The parsed messages and the TU's handlers are released at once: at a few hundred calls per second, holding them
 // for 32 s kept hundreds of MB alive and the garbage collector busy (bench/RESULTS.md).
@@ -32,6 +33,11 @@ export interface TransactionTimers {
   inviteTimeoutMs: number;
   /** Wait for the first response (INVITE) / the final response (non-INVITE) before reporting a timeout (fr_timer). */
   noResponseTimeoutMs: number;
+  /**
+   * How long a finished UDP transaction stays to absorb retransmissions: Timers D, J, L and M. Unset: the RFC's
+   * values (64*T1; D 32 s). Kamailio's and OpenSIPS's equivalent (tm wt_timer) is 5 s.
+   */
+  lingerMs?: number;
 }
 
 /** What the transaction layer needs from the transport (SipTransport implements it). */
@@ -144,6 +150,10 @@ export class TransactionLayer {
   readonly autoTrying: boolean | 'delayed';
   private closed = false;
   private readonly lingerSlackMs: number;
+  /** @internal Timers J, L and M. */
+  readonly finishedMs: number;
+  /** @internal Timer D. */
+  readonly timerDMs: number;
   /** Linger timers by delay (64*T1, T4, Timer D: a handful of delays). */
   private readonly lingers = new Map<number, CoarseTimers<ServerTransaction | ClientTransaction>>();
 
@@ -154,6 +164,8 @@ export class TransactionLayer {
     this.metrics = opts.metrics;
     this.autoTrying = opts.autoTrying ?? true;
     this.lingerSlackMs = opts.lingerSlackMs ?? 10;
+    this.finishedMs = opts.timers.lingerMs ?? 64 * opts.timers.t1Ms;
+    this.timerDMs = opts.timers.lingerMs ?? TIMER_D_MS;
     this.transport.setHandler((m, s) => this.receive(m, s));
   }
 
@@ -420,7 +432,7 @@ export class ServerTransaction {
         this.wire = undefined;
         if (this.state !== 'accepted') {
           this.state = 'accepted';
-          this.layer.linger(64 * t.t1Ms, this); // Timer L
+          this.layer.linger(this.layer.finishedMs, this); // Timer L
         }
       } else {
         this.state = 'completed';
@@ -432,7 +444,7 @@ export class ServerTransaction {
       clearTimeout(this.unansweredTimer);
       this.unansweredTimer = undefined;
       if (this.reliable) this.terminate(true); // Timer J = 0
-      else this.layer.linger(64 * t.t1Ms, this); // Timer J
+      else this.layer.linger(this.layer.finishedMs, this); // Timer J
     }
     return true;
   }
@@ -654,7 +666,7 @@ export class ClientTransaction {
         this.wire = undefined;
         if (this.isInvite && s < 300) {
           this.state = 'accepted';
-          this.layer.linger(64 * t.t1Ms, this); // Timer M
+          this.layer.linger(this.layer.finishedMs, this); // Timer M
         } else {
           this.state = 'completed';
           if (this.isInvite) {
@@ -662,7 +674,7 @@ export class ClientTransaction {
             this.send(this.ackWire);
           }
           if (this.reliable) this.endTimer = setTimeout(ClientTransaction.end, 0, this); // Timer D / K = 0
-          else this.layer.linger(this.isInvite ? TIMER_D_MS : t.t4Ms, this); // Timer D / K
+          else this.layer.linger(this.isInvite ? this.layer.timerDMs : t.t4Ms, this); // Timer D / K
         }
         this.req = undefined;
         const h = this.handlers;

@@ -81,6 +81,20 @@ describe('proxy: a full call over UDP', () => {
     expect(gw.proxy.state()).toEqual({ forwardings: 0, callsUp: 0, serverTransactions: 0, clientTransactions: 0 });
   });
 
+  it('sip.lingerMs shortens that lingering (Kamailio\'s wt_timer) without changing the call', async () => {
+    const c = await startCallee({ behaviour: { kind: 'answer', ringMs: 30 } });
+    const gw = await startGateway({ targets: [c.target], sip: { t1Ms: 500, t4Ms: 1000, lingerMs: 1000 } }); // 64*T1 would be 32 s
+    const caller = await SipUa.start({ name: 'alice' });
+    closers.push(() => c.ua.close(), () => gw.proxy.stop(), () => caller.close());
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    expect((await call.final()).status).toBe(200);
+    call.ack();
+    expect((await call.dialog!.request('BYE').final()).status).toBe(200);
+    expect(gw.proxy.state()).toMatchObject({ forwardings: 0, callsUp: 0, serverTransactions: 2 });
+    await sleep(1000 + 400);
+    expect(gw.proxy.state()).toEqual({ forwardings: 0, callsUp: 0, serverTransactions: 0, clientTransactions: 0 });
+  });
+
   it('relays a BYE from the callee to the caller', async () => {
     const { gw, caller, callee } = await setup();
     const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });

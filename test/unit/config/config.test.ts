@@ -46,6 +46,12 @@ describe('config', () => {
     expect(p).toHaveLength(5);
   });
 
+  it('sip.lingerMs: unset by default (the RFC timers); too short a value says what to use', () => {
+    expect(validateConfig({}).sip.lingerMs).toBeUndefined();
+    expect(validateConfig({ sip: { lingerMs: 5000 } }).sip.lingerMs).toBe(5000);
+    expect(problems(() => validateConfig({ sip: { lingerMs: 200 } }))).toEqual(["sip.lingerMs: must be at least 1000 (ms); 5000 matches Kamailio's wt_timer"]);
+  });
+
   it('requires a management token when bound beyond loopback', () => {
     expect(problems(() => validateConfig({ mgmt: { host: '0.0.0.0' } }))).toEqual([
       'mgmt.token: is required when mgmt.host (0.0.0.0) is not a loopback address',
