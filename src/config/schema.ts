@@ -57,9 +57,10 @@ export const configSchema = z.object({
     t2Ms: positiveMs.default(4000),
     t4Ms: positiveMs.default(5000),
     /**
-     * How long a finished UDP transaction stays to absorb retransmissions (Timers D, J, L, M). Unset: the RFC's
-     * 64×T1 (32 s). 5000 is Kamailio's and OpenSIPS's tm wt_timer: a quarter of the transactions held at a given
-     * rate, less memory and GC (bench/RESULTS.md); a retransmission later than that is handled as a new request.
+     * How long a finished transaction stays to absorb retransmissions (Timers L and M; D and J, which are 0 over
+     * TCP). Unset: the RFC's 64×T1 (32 s). 5000 is Kamailio's and OpenSIPS's tm wt_timer: about a sixth of the
+     * transactions held at a given rate, less memory and GC (bench/RESULTS.md item 21); a retransmission later than
+     * that is handled as a new request.
      */
     lingerMs: positiveMs.min(1000, 'must be at least 1000 (ms); 5000 matches Kamailio\'s wt_timer').optional(),
     /** Final-response timeout for a forwarded INVITE after the last provisional (Timer C / fr_inv_timer). */

@@ -34,8 +34,8 @@ export interface TransactionTimers {
   /** Wait for the first response (INVITE) / the final response (non-INVITE) before reporting a timeout (fr_timer). */
   noResponseTimeoutMs: number;
   /**
-   * How long a finished UDP transaction stays to absorb retransmissions: Timers D, J, L and M. Unset: the RFC's
-   * values (64*T1; D 32 s). Kamailio's and OpenSIPS's equivalent (tm wt_timer) is 5 s.
+   * How long a finished transaction stays to absorb retransmissions: Timers L and M, and D and J (0 over TCP).
+   * Unset: the RFC's values (64*T1; D 32 s). Kamailio's and OpenSIPS's equivalent (tm wt_timer) is 5 s.
    */
   lingerMs?: number;
 }
