@@ -154,8 +154,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   }
 
   /**
-   * What the proxy holds right now: transactions (they linger 64*T1, or sip.lingerMs, after their final, holding only bytes) and
-   * forwardings (only while a request is being answered).
+   * What the proxy holds right now: transactions (they linger 64*T1, or sip.lingerMs, after their final, holding
+   * only bytes) and forwardings (only while a request is being answered).
    */
   state(): ProxyState {
     const t = this.layer.size;

@@ -456,8 +456,8 @@ describe('INVITE client transaction', () => {
     expect(tu.stray).toHaveLength(1);
   });
 
-  it('lingerMs (Kamailio\'s wt_timer) shortens Timers D, J, L and M; Timer H and K keep their RFC values', () => {
-    makeLayer({ timers: { lingerMs: 5000 } });
+  it('lingerMs (Kamailio\'s wt_timer) shortens Timers D, J, L and M; Timers H and K keep their values', () => {
+    makeLayer({ timers: { lingerMs: 3000 } }); // under T4 (5 s), so Timer K shows apart
     const accepted = send().ct;
     reply(accepted, 200);
     const completed = send().ct;
@@ -478,12 +478,15 @@ describe('INVITE client transaction', () => {
     expect(options.state).toBe('completed');
     const all = [accepted, completed, bye, inv200, inv486, options];
     expect(all.map((t) => t.state)).toEqual(['accepted', 'completed', 'completed', 'accepted', 'completed', 'completed']);
-    vi.advanceTimersByTime(4999);
+    vi.advanceTimersByTime(2999);
     expect(all.map((t) => t.state)).toEqual(['accepted', 'completed', 'completed', 'accepted', 'completed', 'completed']);
     vi.advanceTimersByTime(1);
-    // M, D, J, L at lingerMs; K is T4 (5 s) anyway; H still waits 64*T1 for the ACK of the 486
-    expect(all.map((t) => t.state)).toEqual(['terminated', 'terminated', 'terminated', 'terminated', 'completed', 'terminated']);
-    vi.advanceTimersByTime(64 * T1 - 5000);
+    // M, D, J, L at lingerMs; K at T4; H still waits 64*T1 for the ACK of the 486
+    expect(all.map((t) => t.state)).toEqual(['terminated', 'terminated', 'terminated', 'terminated', 'completed', 'completed']);
+    vi.advanceTimersByTime(T4 - 3000);
+    expect(options.state).toBe('terminated');
+    expect(inv486.state).toBe('completed');
+    vi.advanceTimersByTime(64 * T1 - T4);
     expect(inv486.state).toBe('terminated');
   });
 
