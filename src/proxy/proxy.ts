@@ -144,7 +144,7 @@ export function createProxy(opts: ProxyOptions): Proxy {
       const wildcard = bound.some((b) => b.address === '0.0.0.0' || b.address === '::');
       const extra = [...config.domains, ...bound.map((b) => b.address), ...(wildcard ? localAddresses() : [])];
       const cfg: CoreConfig = {
-        t1Ms: config.t1Ms, t2Ms: config.t2Ms, t4Ms: config.t4Ms, ...(config.lingerMs !== undefined ? { lingerMs: config.lingerMs } : {}),
+        t1Ms: config.t1Ms, t2Ms: config.t2Ms, t4Ms: config.t4Ms, lingerMs: config.lingerMs,
         inviteTimeoutMs: config.inviteTimeoutMs, noResponseTimeoutMs: config.noResponseTimeoutMs,
         maxForwards: config.maxForwards, serverHeader: config.serverHeader,
         failoverCodes: new Set(config.failoverCodes ?? DEFAULT_FAILOVER), retryAfterSec: config.retryAfterSec ?? 30,
