@@ -9,7 +9,6 @@ import { Billing } from './billing/credit.js';
 import type { Config } from './config/schema.js';
 import { checkSchemaVersion } from './db/migrate.js';
 import { checkDb, createDb, type Db } from './db/pool.js';
-import { WriterThread } from './store/thread.js';
 import { LAST_RECONCILE_RUN, PING } from './db/queries/gateway.js';
 import { Dialogs } from './dialog/dialogs.js';
 import { createDispatch, dispatcherMgmtProvider, type DispatchStage } from './dispatch/index.js';
@@ -78,15 +77,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const billing = new Billing({ billing: config.billing, dialog: config.dialog, db, log: log.child({ mod: 'billing' }), metrics });
     cleanups.push(() => billing.close());
 
-    // Journal and INSERTs of every batch writer on one worker thread; closed after the writers (cleanups run in reverse).
-    let writerThread: WriterThread | undefined;
-    if (config.acc.writerThread) {
-      const wt = new WriterThread({ db: { url: config.db.url, poolSize: 4, connectTimeoutMs: config.db.connectTimeoutMs }, log: log.child({ mod: 'store' }), metrics });
-      writerThread = wt;
-      cleanups.push(() => wt.close());
-    }
-
-    const accounting = await openAccounting({ config, db, log: log.child({ mod: 'acc' }), metrics, thread: writerThread });
+    const accounting = await openAccounting({ config, db, log: log.child({ mod: 'acc' }), metrics });
     cleanups.push(() => accounting.close({ timeoutMs: 5000 }));
 
     let proxyActions: ProxyActions | undefined;
@@ -156,7 +147,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (config.ami.boxes.length) {
       // Loaded only when boxes are configured: a proxy-only install never opens the AMI code.
       const { createAmiConnector } = await import('./ami/connector.js');
-      const { connector, store } = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics, thread: writerThread });
+      const { connector, store } = await createAmiConnector({ config, db, log: log.child({ mod: 'ami' }), metrics });
       cleanups.push(() => store.close());
       connector.start();
       cleanups.push(() => connector.stop());

@@ -107,8 +107,6 @@ export interface Metrics {
   readonly dbWriteDeadLetters: Counter<'writer'>;
   /** Damaged journal lines skipped at replay (a torn write after a crash), label writer. */
   readonly journalCorruptLines: Counter<'writer'>;
-  /** 1 while the writer thread runs the batch writers; 0 once it stopped and they run on the SIP thread. */
-  readonly writerThreadUp: Gauge<never>;
 
   // --- AMI (owner: ami) ---
   /** 1 while the AMI connection to a box is logged in, label box. */
@@ -223,7 +221,6 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     journalBytes: gauge('a2b_journal_bytes', 'Size of the on-disk journal in bytes, by writer', ['writer']),
     dbWriteDeadLetters: counter('a2b_db_write_dead_letters_total', 'Rows the database refused as data, kept in dead-letter.jsonl, by writer', ['writer']),
     journalCorruptLines: counter('a2b_journal_corrupt_lines_total', 'Damaged journal lines skipped at replay (torn write after a crash), by writer', ['writer']),
-    writerThreadUp: gauge('a2b_writer_thread_up', '1 while the journal and INSERTs run on the writer thread; 0 after it stopped (writers fell back to the SIP thread)', []),
 
     amiConnectionUp: gauge('a2b_ami_connection_up', '1 while the AMI connection to a box is logged in', ['box']),
     amiEvents: counter('a2b_ami_events_total', 'AMI events received, by box and event name', ['box', 'event']),

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { Db } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { openBatchWriter, type BatchWriter, type WriterStats, type WriterThread } from '../store/index.js';
+import { openBatchWriter, type BatchWriter, type WriterStats } from '../store/index.js';
 import { createAccounting, type Accounting, type AccountingOptions } from './accounting.js';
 import { accTable, cdrTable, missedTable, type AccRecord, type CdrRecord } from './records.js';
 
@@ -20,8 +20,6 @@ export interface AccountingService extends Accounting {
 export interface OpenAccountingOptions extends Omit<AccountingOptions, 'sinks' | 'config'> {
   config: Pick<Config, 'acc' | 'dialog'>;
   db: Db;
-  /** The writer thread the three writers run on (undefined: on the caller's thread). */
-  thread?: WriterThread;
 }
 
 /**
@@ -33,7 +31,7 @@ export async function openAccounting(opts: OpenAccountingOptions): Promise<Accou
   const a = opts.config.acc;
   const common = {
     db: opts.db, journalDir: a.journalDir, log: opts.log, metrics: opts.metrics, batchSize: a.batchSize,
-    flushIntervalMs: a.flushIntervalMs, fsync: a.fsync, writeTimeoutMs: a.writeTimeoutMs, maxQueue: a.maxQueue, thread: opts.thread,
+    flushIntervalMs: a.flushIntervalMs, fsync: a.fsync, writeTimeoutMs: a.writeTimeoutMs, maxQueue: a.maxQueue,
   };
   const opened: Array<BatchWriter<never>> = [];
   try {

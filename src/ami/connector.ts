@@ -10,7 +10,7 @@ import { backfillFromCdrTable, type BackfillResult } from './backfill.js';
 import { AmiClient, type AmiState } from './client.js';
 import { AmiStore } from './store.js';
 import { SELECT_LAST_SESSION_END } from '../db/queries/ami.js';
-import { sqlDateTime, type WriterThread } from '../store/index.js';
+import { sqlDateTime } from '../store/index.js';
 
 /** The longest blind interval read back automatically after a gateway restart (older gaps: the backfill CLI). */
 const MAX_START_GAP_MS = 24 * 3600_000;
@@ -157,12 +157,12 @@ export class AmiConnector {
  * Everything main.ts needs: opens the store (journals under acc.journalDir), closes sessions a crashed run left
  * open, builds the connector. Call start(); on shutdown: connector.stop(), then store.close().
  */
-export async function createAmiConnector(deps: { config: Config; db: Db; log: Logger; metrics?: Metrics; thread?: WriterThread }): Promise<{ connector: AmiConnector; store: AmiStore }> {
-  const { config, db, log, metrics, thread } = deps;
+export async function createAmiConnector(deps: { config: Config; db: Db; log: Logger; metrics?: Metrics }): Promise<{ connector: AmiConnector; store: AmiStore }> {
+  const { config, db, log, metrics } = deps;
   const store = await AmiStore.open({
     db, log, metrics, journalDir: config.acc.journalDir, instance: config.ami.instance, batchSize: config.acc.batchSize,
     flushIntervalMs: config.acc.flushIntervalMs, fsync: config.acc.fsync, writeTimeoutMs: config.acc.writeTimeoutMs,
-    maxQueue: config.acc.maxQueue, thread,
+    maxQueue: config.acc.maxQueue,
   });
   await store.closeStaleSessions();
   const connector = new AmiConnector({ ami: config.ami, store, log: log.child({ module: 'ami' }), metrics, db });

@@ -8,7 +8,7 @@ import type { Db } from '../db/pool.js';
 import { CLOSE_STALE_SESSIONS } from '../db/queries/ami.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { clip, defineTable, openBatchWriter, sqlDateTime, type BatchWriter, type FsyncPolicy, type TableSpec, type WriterStats, type WriterThread } from '../store/index.js';
+import { clip, defineTable, openBatchWriter, sqlDateTime, type BatchWriter, type FsyncPolicy, type TableSpec, type WriterStats } from '../store/index.js';
 import type { CdrRecord } from './cdr.js';
 import { sqlDateTimeSec } from './time.js';
 
@@ -76,8 +76,6 @@ export interface AmiStoreOptions {
   /** Writer retry back-off (tests shorten it). */
   retryMinMs?: number;
   retryMaxMs?: number;
-  /** The writer thread the two writers run on (undefined: on the caller's thread). */
-  thread?: WriterThread;
   now?: () => number;
 }
 
@@ -104,7 +102,7 @@ export class AmiStore {
     const common = {
       db: o.db, log: o.log, metrics: o.metrics, journalDir: o.journalDir, batchSize: o.batchSize,
       flushIntervalMs: o.flushIntervalMs, fsync: o.fsync, writeTimeoutMs: o.writeTimeoutMs, maxQueue: o.maxQueue,
-      retryMinMs: o.retryMinMs, retryMaxMs: o.retryMaxMs, thread: o.thread,
+      retryMinMs: o.retryMinMs, retryMaxMs: o.retryMaxMs,
     };
     const cdrs = await openBatchWriter<StoredCdr>({ ...common, name: 'ami-cdr', spec: AMI_CDR_TABLE });
     let sessions: BatchWriter<AmiSessionRow>;

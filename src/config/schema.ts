@@ -154,9 +154,6 @@ export const configSchema = z.object({
     writeTimeoutMs: positiveMs.default(10000),
     /** Records held in memory when the journal cannot be written either; beyond this they are dropped (counted). */
     maxQueue: z.number().int().min(1000).default(200000),
-    /** Journal appends, fdatasync and the batch INSERTs (acc, missed calls, CDRs, AMI CDRs) on a worker thread, off the
-     *  SIP thread; false keeps them on the SIP thread. If the thread stops, the writers carry on on the SIP thread. */
-    writerThread: z.boolean().default(true),
     /** gw_cdr.duration_sec from the exact ms: 'floor' = Asterisk billsec / ANSWEREDTIME (what A2Billing bills),
      *  'half-up' = Asterisk with cdr.conf initiatedseconds=yes, 'ceil' = any started second counts. */
     durationRounding: z.enum(['floor', 'half-up', 'ceil']).default('floor'),

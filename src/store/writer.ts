@@ -32,7 +32,6 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { encodeLine, parseSegment, segmentName, segmentSeq, type SegmentHeader } from './journal.js';
 import type { Row, TableSpec } from './spec.js';
-import type { WriterThread } from './thread.js';
 
 export type FsyncPolicy = 'batch' | 'none';
 
@@ -57,8 +56,6 @@ export interface BatchWriterOptions<R> {
   retryMaxMs?: number;
   /** Records held in memory when even the journal cannot be written; beyond this they are dropped (counted). Default 200000. */
   maxQueue?: number;
-  /** Run the journal and the INSERTs on this writer thread instead of the caller's (see store/thread.ts). */
-  thread?: WriterThread;
   /** A segment is closed (and deleted once committed) past this size. Default 1 MiB (parsing one at replay is a few ms of event loop). */
   segmentMaxBytes?: number;
   /** A fully committed segment older than this is deleted when the writer goes idle. Default 5000. */
@@ -108,13 +105,6 @@ export interface BatchWriter<R> {
   close(opts?: { timeoutMs?: number }): Promise<void>;
 }
 
-/** The in-thread writer, with what the writer thread needs to acknowledge hand-offs and dead-letter records. */
-export interface LocalWriter<R> extends BatchWriter<R> {
-  /** Records that left memory so far (journaled, written, refused or dropped): never lost to a thread's end. */
-  readonly taken: number;
-  refuse(record: unknown, json: string, reason: string): void;
-}
-
 interface Segment {
   seq: number;
   path: string;
@@ -157,7 +147,7 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-class Writer<R> implements LocalWriter<R> {
+class Writer<R> implements BatchWriter<R> {
   readonly name: string;
   private readonly spec: TableSpec<R>;
   private readonly header: SegmentHeader;
@@ -196,10 +186,8 @@ class Writer<R> implements LocalWriter<R> {
   private downSince = 0;
   private lastDownLog = 0;
   private sqlCache = new Map<string, string>();
+  private deadLetterText = '';
   private deadLetterWrite: Promise<void> = Promise.resolve();
-
-  /** Records that left memory (journaled, written directly, refused or dropped): the writer thread's acknowledgement. */
-  taken = 0;
 
   private st = {
     written: 0, duplicates: 0, batches: 0, writeErrors: 0, journalErrors: 0, corruptLines: 0,
@@ -287,13 +275,11 @@ class Writer<R> implements LocalWriter<R> {
 
   enqueue(record: R): void {
     if (this.closed) {
-      this.taken++;
       this.st.rejected++;
       this.log.error({ table: this.spec.table }, 'record enqueued after close: not written');
       return;
     }
     if (this.mem.length - this.head >= this.maxQueue) {
-      this.taken++;
       this.st.dropped++;
       if (this.st.dropped === 1 || this.st.dropped % 1000 === 0) {
         this.log.error({ dropped: this.st.dropped, record: record as unknown }, 'memory queue full and journal not writable: record dropped');
@@ -717,30 +703,28 @@ class Writer<R> implements LocalWriter<R> {
       try {
         rows.push(this.spec.toRow(rec));
       } catch (e) {
+        this.st.rejected++;
+        this.log.error({ err: describeError(e), record: rec as unknown }, 'record rejected by the row mapper: kept in dead-letter.jsonl');
         let json: string;
         try {
           json = JSON.stringify(rec) ?? String(rec);
         } catch {
           json = JSON.stringify(String(rec));
         }
-        this.refuse(rec, json, describeError(e));
+        this.deadLetterText += `{"at":${JSON.stringify(new Date().toISOString())},"table":${JSON.stringify(this.spec.table)},"record":${json},"error":${JSON.stringify(describeError(e))}}\n`;
       }
+    }
+    if (this.deadLetterText) {
+      const text = this.deadLetterText;
+      this.deadLetterText = '';
+      this.deadLetterWrite = this.deadLetterWrite
+        .then(() => appendFile(join(this.dir, 'dead-letter.jsonl'), text))
+        .catch((e: unknown) => this.log.error({ err: describeError(e) }, 'cannot write dead-letter.jsonl'));
     }
     return rows;
   }
 
-  /** Counts, logs and dead-letters a record its row mapper threw on (`json`: the record as JSON text). */
-  refuse(record: unknown, json: string, reason: string): void {
-    this.st.rejected++;
-    this.log.error({ err: reason, record }, 'record rejected by the row mapper: kept in dead-letter.jsonl');
-    const text = `{"at":${JSON.stringify(new Date().toISOString())},"table":${JSON.stringify(this.spec.table)},"record":${json},"error":${JSON.stringify(reason)}}\n`;
-    this.deadLetterWrite = this.deadLetterWrite
-      .then(() => appendFile(join(this.dir, 'dead-letter.jsonl'), text))
-      .catch((e: unknown) => this.log.error({ err: describeError(e) }, 'cannot write dead-letter.jsonl'));
-  }
-
   private takeMem(n: number): void {
-    this.taken += n;
     this.head += n;
     if (this.head === this.mem.length) {
       this.mem = [];
@@ -773,12 +757,6 @@ class Writer<R> implements LocalWriter<R> {
  * MySQL being down at start is fine (records wait in the journal).
  */
 export async function openBatchWriter<R>(opts: BatchWriterOptions<R>): Promise<BatchWriter<R>> {
-  if (opts.thread) return opts.thread.open(opts);
-  return openLocalWriter(opts);
-}
-
-/** A writer running on the calling thread (the writer thread's own writers; the fallback when it stops). */
-export async function openLocalWriter<R>(opts: BatchWriterOptions<R>): Promise<LocalWriter<R>> {
   if (!STREAM_NAME.test(opts.name)) throw new GwError('GW_ERR_JOURNAL', `writer name "${opts.name}" must be 1-64 letters, digits, "_" or "-"`);
   const w = new Writer(opts);
   await w.open();
