@@ -136,6 +136,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   private readonly abandoned = new Map<string, { req: SipRequest; dest: Destination; timer: NodeJS.Timeout }>();
   private readonly pending = new Set<{ timer: NodeJS.Timeout; ct: ClientTransaction | undefined; done: (s: number) => void }>();
   stopping = false;
+  /** To-tags of our stateless answers start with this (per process), so their ACKs are recognised. */
+  private readonly slPrefix = `sl${newTag().slice(0, 6)}-`;
   /** Overload control (overload.ts); undefined: every new INVITE is taken on. */
   admission: AdmissionControl | undefined;
   private script: (inb: Inbound) => Promise<void> = async () => undefined;
@@ -251,14 +253,37 @@ export class ProxyCore implements ProxyActions, TransactionUser {
 
   /** Answers a request locally (statefully). ACKs are never answered. */
   reply(inb: Inbound, status: number, reason?: string, headers?: HeaderList): void {
-    if (!inb.st) return;
-    const res = createResponse(inb.req, status, { reason: reason ?? REASONS[status], headers: this.serverHdr(headers) });
+    const st = inb.st;
+    if (!st) return;
+    // A final answer to a request we never forwarded (sanity, screening, 407 challenge, refusal) is stateless, as
+    // Kamailio's sl: one datagram per request received, no Timer G, nothing held for 32 s per unauthenticated INVITE.
+    const stateless = status >= 200 && !this.forwardings.has(st);
+    const res = createResponse(inb.req, status, { reason: reason ?? REASONS[status], headers: this.serverHdr(headers), toTag: stateless ? this.slTag() : undefined });
     if (status >= 200) {
       // calls are worth an info line; a flood of 405s to OPTIONS scanners is not
       const level = inb.req.method === 'INVITE' ? 'info' : 'debug';
       this.log[level]({ callId: inb.facts.callId, method: inb.req.method, status, reason: res.reason }, 'request answered locally');
     }
-    this.respond(inb.st, res, 'local');
+    if (stateless) this.respondStateless(st, res);
+    else this.respond(st, res, 'local');
+  }
+
+  /** 100 Trying only if nothing else was sent within half of T1 (at most 200 ms, RFC 3261 §17.2.1). */
+  tryingSoon(inb: Inbound): void {
+    inb.st?.tryingAfter(Math.min(200, this.cfg.t1Ms / 2));
+  }
+
+  /** The ACK of one of our stateless non-2xx answers (its To-tag is ours): absorbed, as a transaction would. */
+  isStatelessAck(req: SipRequest): boolean {
+    return req.method === 'ACK' && (req.tryTo()?.tag?.startsWith(this.slPrefix) ?? false);
+  }
+
+  private slTag(): string {
+    return this.slPrefix + newTag();
+  }
+
+  private respondStateless(st: ServerTransaction, res: SipResponse): void {
+    if (st.respondStateless(res)) this.metrics?.sipResponses.inc({ code: String(res.status), origin: 'local' });
   }
 
   /**
@@ -268,8 +293,8 @@ export class ProxyCore implements ProxyActions, TransactionUser {
   shed(inb: Inbound): void {
     this.metrics?.sipOverloadRejected.inc();
     if (!inb.st) return;
-    const res = createResponse(inb.req, 503, { reason: 'Service Unavailable', headers: this.serverHdr([['Retry-After', String(this.cfg.overloadRetryAfterSec)]]) });
-    this.respond(inb.st, res, 'local');
+    const res = createResponse(inb.req, 503, { reason: 'Service Unavailable', headers: this.serverHdr([['Retry-After', String(this.cfg.overloadRetryAfterSec)]]), toTag: this.slTag() });
+    this.respondStateless(inb.st, res);
   }
 
   /** Says nothing (banned source, ACK nobody wants); the server transaction, if any, is forgotten. */

@@ -1,5 +1,5 @@
 // The routing policy, read top to bottom like an opensips.cfg `route {}` block. Every request that is not
-// a retransmission, the ACK of one of our non-2xx answers, or a CANCEL of a pending INVITE comes here.
+// a retransmission, the ACK of one of our stateful non-2xx answers, or a CANCEL of a pending INVITE comes here.
 // The core (core.ts) offers the primitives: reply, drop, relayInDialog, forward.
 import { ACCOUNTCODE_HEADER, CALLREF_HEADER, callRef } from './callref.js';
 import { ALLOW, type Authorization, type Inbound, type ProxyCore } from './core.js';
@@ -16,6 +16,9 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     const { req, facts } = inb;
     const reply = (status: number, reason?: string, headers?: ReadonlyArray<readonly [string, string]>): void =>
       core.reply(inb, status, reason, headers);
+
+    // The ACK of one of our stateless refusals (407, 403, 503, ...): nothing to route, not a request to count.
+    if (core.isStatelessAck(req)) return;
 
     // ---- sanity ---------------------------------------------------------------------------------
     // (malformed messages never get here: the transport answers 400 "<what was wrong>" or 513 itself)
@@ -75,8 +78,9 @@ export function createScript(core: ProxyCore): (inb: Inbound) => Promise<void> {
     // ---- overload: past capacity, new calls are refused at once so calls already up keep flowing (overload.ts)
     if (core.admission !== undefined && !core.admission.admit()) return core.shed(inb);
 
-    // From here on the answer may take a while (database, credit): stop the caller's retransmissions.
-    reply(100, 'Trying');
+    // From here on the answer may take a while (database, credit): a 100 stops the caller's retransmissions if
+    // nothing else (407, 180 relayed) is sent first. Most calls never need it: one datagram less per call.
+    core.tryingSoon(inb);
 
     // ---- who pays -------------------------------------------------------------------------------
     const a = await hooks.authenticate(facts);

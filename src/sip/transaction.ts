@@ -375,7 +375,10 @@ export class ServerTransaction {
 
   private static delayedTrying(st: ServerTransaction): void {
     st.timerG = undefined;
-    if (st.state === 'proceeding' && !st.responded) st.trying();
+    if (st.state === 'proceeding' && !st.responded) {
+      st.trying();
+      st.layer.metrics?.sipResponses?.inc({ code: '100', origin: 'local' });
+    }
   }
 
   private static timerG(st: ServerTransaction): void { st.fireG(); }
@@ -446,6 +449,27 @@ export class ServerTransaction {
       if (this.reliable) this.terminate(true); // Timer J = 0
       else this.layer.linger(this.layer.finishedMs, this); // Timer J
     }
+    return true;
+  }
+
+  /**
+   * Answers with a final response once, statelessly (RFC 3261 §8.2.7), and forgets the transaction: no Timer G
+   * retransmissions (a spoofed source gets one datagram per request it sent, never ten) and no state held for
+   * 64*T1. A retransmitted request is then a new request and gets a new answer; the ACK of a non-2xx finds no
+   * transaction and is the TU's to recognise (by the To-tag it chose). False once a final was sent.
+   */
+  respondStateless(res: SipResponse): boolean {
+    if (res.status < 200 || (this.state !== 'trying' && this.state !== 'proceeding')) return false;
+    this.responded = true;
+    let dest: Destination;
+    try {
+      dest = this.layer.transport.responseDestination(res, this.source?.connectionId);
+    } catch (e) {
+      this.sendFailed(e instanceof Error ? e : new Error(String(e)));
+      return true;
+    }
+    this.layer.transport.post(res.toBuffer(), dest, this);
+    this.terminate(false);
     return true;
   }
 

@@ -37,6 +37,7 @@ export interface SipMetricsLike {
   sipDropped?: { inc(labels: { reason: string }): void };
   sipRetransmissions?: { inc(labels: { method: string }): void };
   sipTransactions?: { inc(labels: { kind: string }): void; dec(labels: { kind: string }): void };
+  sipResponses?: { inc(labels: { code: string; origin: string }): void };
 }
 
 /** Who hears that a posted send failed (a transaction). */

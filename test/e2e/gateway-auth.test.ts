@@ -52,6 +52,21 @@ describe('issue 4: authentication through the whole gateway', () => {
     expect(atCallee(call.callId)!.headerLines('p-accountcode')).toEqual([BOB]);
   });
 
+  it('the 407 challenge is stateless: one datagram per INVITE (no 100, no retransmission), no state kept, its ACK absorbed', async () => {
+    const caller = await h.caller();
+    const before = h.gw.proxy.state()!.serverTransactions;
+    const call = caller.invite({ to: h.ruri('15550009999'), via: h.udp, from: `sip:${ALICE.user}@${caller.host}` });
+    const r = await call.final();
+    expect(r.status).toBe(407);
+    expect(r.toTag).toMatch(/^sl[0-9a-f]{6}-/);
+    await sleep(1000); // T1 is 100 ms here: a stateful 407 would have been sent again at 100, 300 and 700 ms
+    expect(call.responses.map((x) => x.status)).toEqual([407]);
+    expect(h.gw.proxy.state()!.serverTransactions).toBeLessThanOrEqual(before);
+    expect(atCallee(call.callId)).toBeUndefined(); // neither the INVITE nor its ACK went anywhere
+    const text = await h.gw.metrics.text();
+    expect(text).not.toMatch(/a2b_sip_dropped_total\{reason="no-transaction"\}/);
+  });
+
   it('the trusted range 127.0.10.0/24 authenticates as bob too', async () => {
     const caller = await h.caller({ host: '127.0.10.77' });
     const call = caller.invite({ to: h.ruri('15551230002'), via: h.udp });

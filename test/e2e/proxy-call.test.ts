@@ -24,7 +24,8 @@ describe('proxy: a full call over UDP', () => {
     const ok = await call.final();
     expect(ok.status).toBe(200);
     expect(call.responses.map((r) => r.status)).toContain(180);
-    expect(call.responses.some((r) => r.status === 100)).toBe(true); // our own 100 Trying
+    // The callee rang at once: no 100 Trying of ours was needed (it goes out only after T1/2 of silence).
+    expect(call.responses.some((r) => r.status === 100)).toBe(false);
 
     const inv = callee.requests('INVITE')[0]!;
     expect(inv.uri).toMatch(/^sip:100@127\.0\.0\.1:\d+$/);
@@ -62,6 +63,17 @@ describe('proxy: a full call over UDP', () => {
     expect(answered.dialog.calleeTag).toBe(ok.toTag);
     expect(answered.dialog.accountcode).toBe('4242424242');
     expect(JSON.parse(JSON.stringify(answered.dialog))).toEqual(answered.dialog);
+  });
+
+  it('sends its own 100 Trying when the callee is slow to answer (T1/2 of silence), once', async () => {
+    const { gw, caller, callee } = await setup();
+    callee.behaviour = { kind: 'answer', delayMs: 400, ringMs: 10 };
+    const call = caller.invite({ to: gw.ruri('100'), via: gw.udp });
+    expect((await call.final()).status).toBe(200);
+    const statuses = call.responses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 100)).toHaveLength(1);
+    expect(statuses.indexOf(100)).toBeLessThan(statuses.indexOf(180));
+    call.ack();
   });
 
   it('after the call, transactions linger for their RFC timers but the proxy holds no forwarding or call', async () => {

@@ -124,9 +124,10 @@ describe('a disguised sipvicious (User-Agent changed) against the gateway', () =
     expect(invite.killed, invite.out).toBe(false);
     expect(invite.out).not.toMatch(/exists/);
     expect(invite.out).toMatch(/found nothing/);
-    // --debug prints every answer: all finals are the same 407
+    // --debug prints every answer: all finals are the same 407 (the random user's and the first dictionary user's;
+    // svwar then stops, seeing no difference). Stateless challenges: no retransmitted 407s among them.
     const finals = [...invite.out.matchAll(/SIP\/2\.0 ([2-6]\d\d) /g)].map((m) => m[1]);
-    expect(finals.length).toBeGreaterThanOrEqual(5);
+    expect(finals.length).toBeGreaterThanOrEqual(2);
     expect(new Set(finals)).toEqual(new Set(['407']));
 
     expect(register.killed, register.out).toBe(false);

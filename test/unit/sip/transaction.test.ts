@@ -213,6 +213,47 @@ describe('INVITE server transaction', () => {
     expect(layer.size.server).toBe(0);
   });
 
+  it('a stateless final (RFC 3261 §8.2.7): sent once, never retransmitted, the transaction forgotten at once', () => {
+    makeLayer({ autoTrying: false }); // as the proxy runs it: the TU decides about 100 Trying
+    inject(request('INVITE'));
+    const st = tu.requests[0]!.st!;
+    st.tryingAfter(100); // a pending delayed 100 is cancelled by the answer
+    expect(st.respondStateless(createResponse(st.request, 407, { toTag: 'sl-1' }))).toBe(true);
+    expect(st.state).toBe('terminated');
+    expect(layer.size.server).toBe(0);
+    vi.advanceTimersByTime(64 * T1);
+    expect(transport.statuses()).toEqual([407]); // no 100, no Timer G: one datagram per request
+    // The retransmitted INVITE is a new request (and gets its own answer from the TU); the ACK reaches the TU.
+    inject(request('INVITE'));
+    expect(tu.requests).toHaveLength(2);
+    inject(request('ACK', { toTag: 'sl-1', cseqMethod: 'ACK' }));
+    expect(tu.requests).toHaveLength(3);
+    expect(tu.requests[2]!.st).toBeNull();
+    // Only for a transaction that has not answered yet, and only finals.
+    const st2 = tu.requests[1]!.st!;
+    expect(st2.respondStateless(createResponse(st2.request, 180))).toBe(false);
+    const late = createResponse(st2.request, 407, { toTag: 'sl-2' });
+    st2.respond(createResponse(st2.request, 486, { toTag: 'b2' }));
+    expect(st2.respondStateless(late)).toBe(false);
+  });
+
+  it('a delayed 100 Trying goes out only when nothing was sent by then', () => {
+    makeLayer({ autoTrying: false }); // as the proxy runs it: the TU decides about 100 Trying
+    inject(request('INVITE'));
+    const st = tu.requests[0]!.st!;
+    st.tryingAfter(100);
+    vi.advanceTimersByTime(99);
+    expect(transport.sent).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(transport.statuses()).toEqual([100]);
+    inject(request('INVITE', { branch: 'z9hG4bKclient2', cseq: 2 }));
+    const st2 = tu.requests[1]!.st!;
+    st2.tryingAfter(100);
+    st2.respond(createResponse(st2.request, 180, { toTag: 'b2' }));
+    vi.advanceTimersByTime(200);
+    expect(transport.statuses()).toEqual([180]);
+  });
+
   it('re-sends the final response when the INVITE is retransmitted in Completed', () => {
     inject(request('INVITE'));
     const st = tu.requests[0]!.st!;
