@@ -251,7 +251,7 @@ export class ProxyCore implements ProxyActions, TransactionUser {
     return h;
   }
 
-  /** Answers a request locally (statefully). ACKs are never answered. */
+  /** Answers a request locally: a final to a request never forwarded statelessly, anything else statefully. ACKs are never answered. */
   reply(inb: Inbound, status: number, reason?: string, headers?: HeaderList): void {
     const st = inb.st;
     if (!st) return;
