@@ -53,6 +53,10 @@ describe('proxy: overload control', () => {
     expect(refused.responses.some((x) => x.status === 100)).toBe(false); // refused before any work
     expect(callee.requests('INVITE').map((m) => m.callId)).not.toContain(refused.callId);
     expect(adm.state().rejected).toBe(1);
+    // Stateless: no server transaction kept for a refused INVITE, and the 503 is not retransmitted (T1 is 100 ms here).
+    expect(r.toTag).toMatch(/^sl[0-9a-f]{6}-/);
+    await sleep(400);
+    expect(refused.responses.filter((x) => x.status === 503)).toHaveLength(1);
 
     // the call already up still hangs up through us
     const bye = await up.dialog!.request('BYE').final();

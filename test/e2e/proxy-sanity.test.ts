@@ -112,6 +112,19 @@ describe('proxy script: sanity and policy answers', () => {
     expect([r.status, r.reason]).toEqual([484, 'Address Incomplete']);
   });
 
+  it('a refusal is stateless: never ACKed (a spoofed source), it is sent once per request received, and no state is kept', async () => {
+    const before = gw.proxy.state()!.serverTransactions;
+    const w = wire('INVITE', `sip:127.0.0.1:${gw.udp.port}`);
+    const answers = (): UaMessage[] => ua.responses.filter((m) => m.callId === w.callId);
+    ua.sendRaw(w.text, gw.udp);
+    await sleep(1000); // T1 is 100 ms here: a stateful 484 would have been resent at 100, 300 and 700 ms
+    expect(answers().map((m) => m.status)).toEqual([484]);
+    expect(gw.proxy.state()!.serverTransactions).toBeLessThanOrEqual(before);
+    ua.sendRaw(w.text, gw.udp); // the same INVITE again (a retransmission): one more answer, not a train
+    await sleep(300);
+    expect(answers().map((m) => m.status)).toEqual([484, 484]);
+  });
+
   it('405 with Allow for initial non-INVITE requests', async () => {
     for (const m of ['MESSAGE', 'REGISTER', 'SUBSCRIBE', 'BYE']) {
       const r = await send(wire(m, gw.ruri('100')));
