@@ -359,7 +359,7 @@ export class ServerTransaction {
 
   /** @internal sends 100 Trying (RFC 3261 §17.2.1). */
   trying(): void {
-    this.respond(createResponse(this.request, 100));
+    if (this.respond(createResponse(this.request, 100))) this.layer.metrics?.sipResponses?.inc({ code: '100', origin: 'local' });
   }
 
   /** @internal sends 100 Trying after `ms` unless a response was sent by then. */
@@ -375,10 +375,7 @@ export class ServerTransaction {
 
   private static delayedTrying(st: ServerTransaction): void {
     st.timerG = undefined;
-    if (st.state === 'proceeding' && !st.responded) {
-      st.trying();
-      st.layer.metrics?.sipResponses?.inc({ code: '100', origin: 'local' });
-    }
+    if (st.state === 'proceeding' && !st.responded) st.trying();
   }
 
   private static timerG(st: ServerTransaction): void { st.fireG(); }
@@ -413,14 +410,10 @@ export class ServerTransaction {
       this.timerG = undefined;
     }
     this.responded = true;
-    try {
-      const d = this.layer.transport.responseDestination(res, this.source?.connectionId);
-      // Kept for retransmissions until Timer J/L: a sliced address would keep the request's header block.
-      this.dest = d.address.length < 13 ? d : { ...d, address: detached(d.address) };
-    } catch (e) {
-      this.sendFailed(e instanceof Error ? e : new Error(String(e)));
-      return true;
-    }
+    const d = this.destinationOf(res);
+    if (d === undefined) return true;
+    // Kept for retransmissions until Timer J/L: a sliced address would keep the request's header block.
+    this.dest = d.address.length < 13 ? d : { ...d, address: detached(d.address) };
     this.wire = res.toBuffer();
     this.transmit();
     if (s < 200) {
@@ -461,16 +454,21 @@ export class ServerTransaction {
   respondStateless(res: SipResponse): boolean {
     if (res.status < 200 || (this.state !== 'trying' && this.state !== 'proceeding')) return false;
     this.responded = true;
-    let dest: Destination;
-    try {
-      dest = this.layer.transport.responseDestination(res, this.source?.connectionId);
-    } catch (e) {
-      this.sendFailed(e instanceof Error ? e : new Error(String(e)));
-      return true;
-    }
+    const dest = this.destinationOf(res);
+    if (dest === undefined) return true;
     this.layer.transport.post(res.toBuffer(), dest, this);
     this.terminate(false);
     return true;
+  }
+
+  /** Where a response goes (Via, rport, the connection it came on); undefined: reported as a send failure. */
+  private destinationOf(res: SipResponse): Destination | undefined {
+    try {
+      return this.layer.transport.responseDestination(res, this.source?.connectionId);
+    } catch (e) {
+      this.sendFailed(e instanceof Error ? e : new Error(String(e)));
+      return undefined;
+    }
   }
 
   private fireG(): void {
